@@ -1,0 +1,23 @@
+#include "core/device.h"
+
+#include "core/error.h"
+
+namespace peft {
+
+Device Device::parse(const std::string& s) {
+  if (s == "cpu") return cpu();
+  if (s == "cuda") return cuda(0);
+  if (s.rfind("cuda:", 0) == 0 && s.size() > 5) {
+    int idx = 0;
+    for (size_t i = 5; i < s.size(); ++i) {
+      PEFT_CHECK(s[i] >= '0' && s[i] <= '9' && idx < 100000, "Device: cannot parse '", s, "'");
+      idx = idx * 10 + (s[i] - '0');
+    }
+    return cuda(idx);
+  }
+  PEFT_ERROR("Device: cannot parse '", s, "' (expected cpu, cuda or cuda:N)");
+}
+
+std::string Device::str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
+
+}  // namespace peft

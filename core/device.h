@@ -1,0 +1,24 @@
+// Where a tensor lives. CPU today; the type admits CUDA devices so the GPU backend
+// (kernels/cuda) slots in without redesign (DESIGN.md decision 6).
+#pragma once
+#include <string>
+
+namespace peft {
+
+struct Device {
+  enum class Type { CPU, CUDA };
+  Type type = Type::CPU;
+  int index = 0;
+
+  static Device cpu() { return {Type::CPU, 0}; }
+  static Device cuda(int index = 0) { return {Type::CUDA, index}; }
+  // "cpu", "cuda", "cuda:1"; anything else is a peft::Error.
+  static Device parse(const std::string& s);
+  bool is_cpu() const { return type == Type::CPU; }
+  bool is_cuda() const { return type == Type::CUDA; }
+  std::string str() const;
+  bool operator==(const Device& o) const { return type == o.type && index == o.index; }
+  bool operator!=(const Device& o) const { return !(*this == o); }
+};
+
+}  // namespace peft

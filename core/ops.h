@@ -1,0 +1,118 @@
+// The functional ops, each with its backward rule (recorded through core/autograd.h).
+// Every op checks its inputs once and throws peft::Error naming the op, shapes and dtypes.
+// Inputs of one op must share device and dtype (indices: I64).
+#pragma once
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace peft {
+
+class Generator;
+
+// ---- elementwise (broadcasting as NumPy/PyTorch)
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor add(const Tensor& a, double b);
+Tensor mul(const Tensor& a, double b);
+Tensor neg(const Tensor& a);
+Tensor pow(const Tensor& a, double exponent);
+Tensor pow(const Tensor& a, const Tensor& exponent);
+Tensor exp(const Tensor& a);
+Tensor log(const Tensor& a);
+Tensor sqrt(const Tensor& a);
+Tensor abs(const Tensor& a);
+Tensor relu(const Tensor& a);
+// approximate: "none" (erf form) or "tanh".
+Tensor gelu(const Tensor& a, const std::string& approximate = "none");
+Tensor sigmoid(const Tensor& a);
+Tensor tanh(const Tensor& a);
+// Sums a broadcast gradient back down to `shape` (used by backward rules).
+Tensor sum_to(const Tensor& a, const Shape& shape);
+
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator+(const Tensor& a, double b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, double b) { return add(a, -b); }
+inline Tensor operator*(const Tensor& a, double b) { return mul(a, b); }
+inline Tensor operator*(double b, const Tensor& a) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, double b) { return mul(a, 1.0 / b); }
+inline Tensor operator-(const Tensor& a) { return neg(a); }
+
+// ---- reductions
+Tensor sum(const Tensor& a);
+Tensor sum(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim = false);
+Tensor mean(const Tensor& a);
+Tensor mean(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim = false);
+// Max over one dim: values and I64 indices (first maximum). Gradient flows to the argmax.
+std::pair<Tensor, Tensor> max(const Tensor& a, int64_t dim, bool keepdim = false);
+Tensor max(const Tensor& a);  // over everything
+Tensor argmax(const Tensor& a, int64_t dim, bool keepdim = false);
+
+// ---- linear algebra
+// matmul as torch.matmul: 1-D/2-D/batched with broadcast batch dims.
+Tensor matmul(const Tensor& a, const Tensor& b);
+// y = x·Wᵀ + b; x (..., in), W (out, in), b (out) or undefined.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+
+// ---- shape ops
+Tensor cat(const std::vector<Tensor>& tensors, int64_t dim = 0);
+Tensor stack(const std::vector<Tensor>& tensors, int64_t dim = 0);
+std::vector<Tensor> split(const Tensor& a, int64_t split_size, int64_t dim = 0);
+std::vector<Tensor> chunk(const Tensor& a, int64_t chunks, int64_t dim = 0);
+
+// ---- activations / normalisation
+Tensor softmax(const Tensor& a, int64_t dim);
+Tensor log_softmax(const Tensor& a, int64_t dim);
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(),
+                  const Tensor& bias = Tensor(), double eps = 1e-5);
+Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight = Tensor(),
+                  const Tensor& bias = Tensor(), double eps = 1e-5);
+// Inverted dropout as PyTorch: zero with probability p, scale kept values by 1/(1-p).
+Tensor dropout(const Tensor& x, double p, bool training, Generator* gen = nullptr);
+
+// ---- losses. reduction: "mean" | "sum" | "none"
+Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const std::string& reduction = "mean",
+                int64_t ignore_index = -100);
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, const std::string& reduction = "mean",
+                     int64_t ignore_index = -100);
+Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& reduction = "mean");
+
+// ---- sparse / conv / pooling
+// ids: I64 of any shape; out (..., dim). Rows equal to padding_idx get no gradient (-1: none... use
+// std::nullopt for none).
+Tensor embedding(const Tensor& weight, const Tensor& ids, std::optional<int64_t> padding_idx = std::nullopt);
+struct Conv2dOptions {
+  std::pair<int64_t, int64_t> stride{1, 1}, padding{0, 0}, dilation{1, 1};
+  int64_t groups = 1;
+};
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Conv2dOptions& opt = {});
+struct AvgPool2dOptions {
+  std::pair<int64_t, int64_t> kernel{2, 2}, stride{0, 0} /* 0: = kernel */, padding{0, 0};
+  bool ceil_mode = false, count_include_pad = true;
+};
+Tensor avg_pool2d(const Tensor& x, const AvgPool2dOptions& opt);
+// Only output size (1, 1) is supported (global average pooling).
+Tensor adaptive_avg_pool2d(const Tensor& x, std::pair<int64_t, int64_t> output_size);
+
+// ---- recurrent
+struct LSTMState {
+  Tensor h, c;  // (num_layers, batch, hidden)
+};
+struct LSTMResult {
+  Tensor output;  // (seq, batch, hidden) or (batch, seq, hidden) when batch_first
+  LSTMState state;
+};
+// params per layer, in PyTorch's order: w_ih (4H, in), w_hh (4H, H), b_ih (4H), b_hh (4H)
+// (biases omitted when has_biases is false). Gate order i, f, g, o as PyTorch.
+LSTMResult lstm(const Tensor& input, const std::optional<LSTMState>& hx, const std::vector<Tensor>& params,
+                bool has_biases, int64_t num_layers, bool batch_first);
+
+}  // namespace peft

@@ -1,0 +1,72 @@
+// kernels/cpu/gemm.cpp — gemm() on Eigen.
+//
+// Every operand is an Eigen::Map of a row-major matrix with an OuterStride (the row
+// stride), so strided views (a group's slice of a weight, a column block of an
+// activation) multiply without copies. Products are written with .noalias() so Eigen
+// evaluates straight into C; Eigen's own GEMM picks blocking and (under OpenMP) threads,
+// and falls back to one thread when called inside one of our parallel regions.
+#include "kernels/cpu/gemm.h"
+
+#include <Eigen/Core>
+
+namespace peft::kernels::cpu {
+
+namespace {
+
+template <class T>
+using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using ConstMap = Eigen::Map<const RowMajor<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+template <class T>
+using MutMap = Eigen::Map<RowMajor<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+
+// C = alpha*opA*opB (+ existing C when accumulate); opA/opB are Eigen expressions.
+template <class T, class XA, class XB>
+void product_into(MutMap<T>& c, T alpha, const XA& a, const XB& b, bool accumulate) {
+  if (accumulate) {
+    c.noalias() += alpha * a * b;
+  } else {
+    c.noalias() = alpha * a * b;
+  }
+}
+
+}  // namespace
+
+// ----------------------------------------------------------------------------------------
+
+template <class T>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha,
+          const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  MutMap<T> c(C, M, N, Eigen::OuterStride<>(ldc));
+  if (K <= 0 || alpha == T(0)) {  // no product term; A and B are not read
+    if (beta == T(0)) {
+      c.setZero();
+    } else if (beta != T(1)) {
+      c *= beta;
+    }
+    return;
+  }
+  bool accumulate = beta != T(0);
+  if (accumulate && beta != T(1)) c *= beta;
+
+  // Stored shapes: A is (M,K) or (K,M); B is (K,N) or (N,K).
+  ConstMap<T> a(A, trans_a ? K : M, trans_a ? M : K, Eigen::OuterStride<>(lda));
+  ConstMap<T> b(B, trans_b ? N : K, trans_b ? K : N, Eigen::OuterStride<>(ldb));
+  if (!trans_a && !trans_b) {
+    product_into<T>(c, alpha, a, b, accumulate);
+  } else if (!trans_a && trans_b) {
+    product_into<T>(c, alpha, a, b.transpose(), accumulate);
+  } else if (trans_a && !trans_b) {
+    product_into<T>(c, alpha, a.transpose(), b, accumulate);
+  } else {
+    product_into<T>(c, alpha, a.transpose(), b.transpose(), accumulate);
+  }
+}
+
+template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                          const float*, int64_t, float, float*, int64_t);
+template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*,
+                           int64_t, const double*, int64_t, double, double*, int64_t);
+
+}  // namespace peft::kernels::cpu

@@ -1,0 +1,250 @@
+#include "layers/module.h"
+
+#include <functional>
+#include <ostream>
+#include <set>
+#include <sstream>
+
+namespace peft::nn {
+
+Tensor Module::forward(const Tensor&) {
+  PEFT_ERROR(type_name(), ": this module has no single-tensor forward");
+}
+
+void Module::check_new_name(const std::string& name, const char* what) const {
+  PEFT_CHECK(!name.empty(), type_name(), ": ", what, " name can't be empty");
+  PEFT_CHECK(name.find('.') == std::string::npos, type_name(), ": ", what, " name can't contain \".\", got \"", name, "\"");
+  auto taken = [&](const auto& table) {
+    for (const auto& kv : table)
+      if (kv.first == name) return true;
+    return false;
+  };
+  PEFT_CHECK(!taken(params_) && !taken(buffers_) && !taken(children_), type_name(), ": attribute '", name, "' already exists");
+}
+
+Tensor& Module::register_parameter(const std::string& name, Tensor t, bool requires_grad) {
+  check_new_name(name, "parameter");
+  if (t.defined()) t.set_requires_grad(requires_grad);
+  params_.emplace_back(name, t);
+  return params_.back().second;
+}
+
+Tensor& Module::register_buffer(const std::string& name, Tensor t) {
+  check_new_name(name, "buffer");
+  buffers_.emplace_back(name, t);
+  return buffers_.back().second;
+}
+
+void Module::add_child(const std::string& name, ModulePtr m) {
+  check_new_name(name, "module");
+  PEFT_CHECK(m != nullptr, type_name(), ": cannot register a null module as '", name, "'");
+  children_.emplace_back(name, std::move(m));
+}
+
+Tensor& Module::param(const std::string& name) {
+  for (auto& kv : params_)
+    if (kv.first == name) return kv.second;
+  PEFT_ERROR(type_name(), " has no parameter '", name, "'");
+}
+const Tensor& Module::param(const std::string& name) const { return const_cast<Module*>(this)->param(name); }
+
+bool Module::has_param(const std::string& name) const {
+  for (auto& kv : params_)
+    if (kv.first == name) return true;
+  return false;
+}
+
+Tensor& Module::buffer(const std::string& name) {
+  for (auto& kv : buffers_)
+    if (kv.first == name) return kv.second;
+  PEFT_ERROR(type_name(), " has no buffer '", name, "'");
+}
+
+ModulePtr Module::child(const std::string& name) const {
+  for (auto& kv : children_)
+    if (kv.first == name) return kv.second;
+  PEFT_ERROR(type_name(), " has no submodule '", name, "'");
+}
+
+bool Module::has_child(const std::string& name) const {
+  for (auto& kv : children_)
+    if (kv.first == name) return true;
+  return false;
+}
+
+std::vector<std::pair<std::string, ModulePtr>> Module::named_children() const { return children_; }
+
+void Module::collect_modules(const std::string& prefix, std::vector<std::pair<std::string, ModulePtr>>& out) {
+  out.emplace_back(prefix, shared_from_this());
+  for (auto& kv : children_) kv.second->collect_modules(prefix.empty() ? kv.first : prefix + "." + kv.first, out);
+}
+
+std::vector<std::pair<std::string, ModulePtr>> Module::named_modules(const std::string& prefix) {
+  std::vector<std::pair<std::string, ModulePtr>> out;
+  collect_modules(prefix, out);
+  // A module reachable twice is listed once (PyTorch's memo).
+  std::set<Module*> seen;
+  std::vector<std::pair<std::string, ModulePtr>> unique;
+  for (auto& kv : out)
+    if (seen.insert(kv.second.get()).second) unique.push_back(kv);
+  return unique;
+}
+
+void Module::collect_tensors(const std::string& prefix, bool params, bool recurse,
+                             std::vector<std::pair<std::string, Tensor>>& out) const {
+  for (const auto& kv : params ? params_ : buffers_)
+    if (kv.second.defined()) out.emplace_back(prefix + kv.first, kv.second);
+  if (!recurse) return;
+  for (const auto& kv : children_) kv.second->collect_tensors(prefix + kv.first + ".", params, true, out);
+}
+
+namespace {
+// Shared tensors are listed once, under their first name (PyTorch's remove_duplicate).
+std::vector<std::pair<std::string, Tensor>> dedupe(std::vector<std::pair<std::string, Tensor>> v) {
+  std::set<TensorImpl*> seen;
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (auto& kv : v)
+    if (seen.insert(kv.second.unsafe_impl()).second) out.push_back(kv);
+  return out;
+}
+}  // namespace
+
+std::vector<std::pair<std::string, Tensor>> Module::named_parameters(bool recurse) const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  collect_tensors("", true, recurse, out);
+  return dedupe(out);
+}
+
+std::vector<std::pair<std::string, Tensor>> Module::named_buffers(bool recurse) const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  collect_tensors("", false, recurse, out);
+  return dedupe(out);
+}
+
+std::vector<Tensor> Module::parameters(bool recurse) const {
+  std::vector<Tensor> out;
+  for (auto& kv : named_parameters(recurse)) out.push_back(kv.second);
+  return out;
+}
+
+ModulePtr Module::get_submodule(const std::string& dotted) {
+  if (dotted.empty()) return shared_from_this();
+  ModulePtr cur = shared_from_this();
+  std::string path;
+  size_t start = 0;
+  while (start <= dotted.size()) {
+    size_t end = dotted.find('.', start);
+    std::string part = dotted.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    PEFT_CHECK(cur->has_child(part), cur->type_name(), (path.empty() ? "" : " at '" + path + "'"),
+               " has no attribute `", part, "` (looking up '", dotted, "')");
+    cur = cur->child(part);
+    path += (path.empty() ? "" : ".") + part;
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return cur;
+}
+
+void Module::set_submodule(const std::string& dotted, ModulePtr m) {
+  PEFT_CHECK(!dotted.empty(), "set_submodule: cannot replace the root module");
+  PEFT_CHECK(m != nullptr, "set_submodule: cannot set '", dotted, "' to a null module");
+  size_t dot = dotted.rfind('.');
+  ModulePtr parent = dot == std::string::npos ? shared_from_this() : get_submodule(dotted.substr(0, dot));
+  std::string leaf = dot == std::string::npos ? dotted : dotted.substr(dot + 1);
+  for (auto& kv : parent->children_)
+    if (kv.first == leaf) {
+      kv.second = std::move(m);
+      return;
+    }
+  PEFT_ERROR(parent->type_name(), " has no submodule '", leaf, "' (setting '", dotted, "')");
+}
+
+void Module::train(bool on) {
+  training_ = on;
+  for (auto& kv : children_) kv.second->train(on);
+}
+
+StateDict Module::state_dict() const {
+  // PyTorch order: per module, its parameters then its buffers, then its children.
+  StateDict out;
+  std::set<TensorImpl*> seen;
+  std::function<void(const Module&, const std::string&)> rec = [&](const Module& m, const std::string& prefix) {
+    for (const auto& kv : m.params_)
+      if (kv.second.defined()) out.emplace_back(prefix + kv.first, kv.second);
+    for (const auto& kv : m.buffers_)
+      if (kv.second.defined()) out.emplace_back(prefix + kv.first, kv.second);
+    for (const auto& kv : m.children_) rec(*kv.second, prefix + kv.first + ".");
+  };
+  rec(*this, "");
+  return out;
+}
+
+LoadResult Module::load_state_dict(const StateDict& sd, bool strict) {
+  std::map<std::string, const Tensor*> given;
+  for (const auto& kv : sd) given[kv.first] = &kv.second;
+  StateDict mine = state_dict();
+  LoadResult r;
+  std::set<std::string> expected;
+  for (const auto& kv : mine) {
+    expected.insert(kv.first);
+    auto it = given.find(kv.first);
+    if (it == given.end()) { r.missing_keys.push_back(kv.first); continue; }
+    const Tensor& src = *it->second;
+    PEFT_CHECK(src.defined(), "load_state_dict: value for '", kv.first, "' is undefined");
+    PEFT_CHECK(src.shape() == kv.second.shape(), "load_state_dict: size mismatch for ", kv.first,
+               ": copying a param with shape ", shape_str(src.shape()), " from checkpoint, the shape in current model is ",
+               shape_str(kv.second.shape()), ".");
+    PEFT_CHECK(is_floating(src.dtype()) == is_floating(kv.second.dtype()), "load_state_dict: dtype mismatch for ",
+               kv.first, ": checkpoint has ", dtype_name(src.dtype()), ", model has ", dtype_name(kv.second.dtype()));
+  }
+  for (const auto& kv : sd)
+    if (!expected.count(kv.first)) r.unexpected_keys.push_back(kv.first);
+  if (strict && (!r.missing_keys.empty() || !r.unexpected_keys.empty())) {
+    std::string msg = "load_state_dict: error(s) in loading state_dict for " + type_name() + ":";
+    auto list = [](const std::vector<std::string>& v) {
+      std::string s;
+      for (size_t i = 0; i < v.size(); ++i) s += (i ? ", \"" : "\"") + v[i] + "\"";
+      return s;
+    };
+    if (!r.missing_keys.empty()) msg += " Missing key(s) in state_dict: " + list(r.missing_keys) + ".";
+    if (!r.unexpected_keys.empty()) msg += " Unexpected key(s) in state_dict: " + list(r.unexpected_keys) + ".";
+    PEFT_ERROR(msg);
+  }
+  NoGradGuard g;
+  for (auto& kv : mine) {
+    auto it = given.find(kv.first);
+    if (it != given.end()) kv.second.copy_(*it->second);
+  }
+  return r;
+}
+
+void Module::zero_grad() {
+  for (auto& p : parameters()) p.zero_grad();
+}
+
+std::string Module::repr() const {
+  std::ostringstream os;
+  os << type_name() << "(";
+  std::string extra = extra_repr();
+  if (children_.empty()) {
+    os << extra << ")";
+    return os.str();
+  }
+  os << "\n";
+  if (!extra.empty()) os << "  " << extra << "\n";
+  for (const auto& kv : children_) {
+    std::string child = kv.second->repr();
+    std::string indented;
+    for (char ch : child) {
+      indented += ch;
+      if (ch == '\n') indented += "  ";
+    }
+    os << "  (" << kv.first << "): " << indented << "\n";
+  }
+  os << ")";
+  return os.str();
+}
+
+std::ostream& operator<<(std::ostream& os, const Module& m) { return os << m.repr(); }
+
+}  // namespace peft::nn

@@ -1,0 +1,98 @@
+// Module: the layer tree with PyTorch's naming (DESIGN.md decision 1). Children, parameters
+// and buffers live in ordered tables; named_* walk them pre-order in registration order,
+// joining names with "."; containers run their children through the table, so
+// set_submodule() changes what forward runs.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace peft::nn {
+
+class Module;
+using ModulePtr = std::shared_ptr<Module>;
+// Ordered like PyTorch's state_dict when produced by Module::state_dict().
+using StateDict = std::vector<std::pair<std::string, Tensor>>;
+
+struct LoadResult {
+  std::vector<std::string> missing_keys, unexpected_keys;
+};
+
+class Module : public std::enable_shared_from_this<Module> {
+ public:
+  virtual ~Module() = default;
+  // The class name, as PyTorch prints it ("Linear", "MLP", ...).
+  virtual std::string type_name() const = 0;
+  // Single-tensor forward; modules with other signatures add their own methods.
+  virtual Tensor forward(const Tensor& x);
+  Tensor operator()(const Tensor& x) { return forward(x); }
+
+  // ---- registration (names: non-empty, no ".", unique within the module)
+  Tensor& register_parameter(const std::string& name, Tensor t, bool requires_grad = true);
+  Tensor& register_buffer(const std::string& name, Tensor t);
+  template <class M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
+    add_child(name, m);
+    return m;
+  }
+
+  // ---- direct access (throws naming the module type and the missing name)
+  Tensor& param(const std::string& name);
+  const Tensor& param(const std::string& name) const;
+  bool has_param(const std::string& name) const;
+  Tensor& buffer(const std::string& name);
+  ModulePtr child(const std::string& name) const;
+  bool has_child(const std::string& name) const;
+
+  // ---- traversal
+  std::vector<std::pair<std::string, ModulePtr>> named_children() const;
+  // Includes this module as "" (or `prefix`) first, then every descendant, pre-order.
+  std::vector<std::pair<std::string, ModulePtr>> named_modules(const std::string& prefix = "");
+  std::vector<std::pair<std::string, Tensor>> named_parameters(bool recurse = true) const;
+  std::vector<std::pair<std::string, Tensor>> named_buffers(bool recurse = true) const;
+  std::vector<Tensor> parameters(bool recurse = true) const;
+  // Dotted lookup ("seq.0"); "" is this module.
+  ModulePtr get_submodule(const std::string& dotted);
+  // Replaces the module at a dotted name, keeping its position among its siblings.
+  void set_submodule(const std::string& dotted, ModulePtr m);
+
+  // ---- mode
+  virtual void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+  // ---- state
+  StateDict state_dict() const;
+  // Copies values into the existing tensors (so optimizers keep their references). Validates
+  // everything first: shape mismatches always throw; with strict, missing/unexpected keys throw.
+  // On error nothing is modified.
+  LoadResult load_state_dict(const StateDict& sd, bool strict = true);
+  void zero_grad();
+
+  // PyTorch-style printed tree.
+  std::string repr() const;
+  virtual std::string extra_repr() const { return ""; }
+
+ protected:
+  void add_child(const std::string& name, ModulePtr m);
+  std::vector<std::pair<std::string, Tensor>>& parameter_table() { return params_; }
+  std::vector<std::pair<std::string, ModulePtr>>& child_table() { return children_; }
+  bool training_ = true;
+
+ private:
+  void check_new_name(const std::string& name, const char* what) const;
+  void collect_modules(const std::string& prefix, std::vector<std::pair<std::string, ModulePtr>>& out);
+  void collect_tensors(const std::string& prefix, bool params, bool recurse,
+                       std::vector<std::pair<std::string, Tensor>>& out) const;
+
+  std::vector<std::pair<std::string, Tensor>> params_, buffers_;
+  std::vector<std::pair<std::string, ModulePtr>> children_;
+};
+
+std::ostream& operator<<(std::ostream& os, const Module& m);
+
+}  // namespace peft::nn

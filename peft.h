@@ -1,0 +1,17 @@
+// peft.cpp umbrella header: include this and link peft::peft.
+#pragma once
+#include "core/autograd.h"
+#include "core/error.h"
+#include "core/ops.h"
+#include "core/optim.h"
+#include "core/random.h"
+#include "core/tensor.h"
+#include "layers/activation.h"
+#include "layers/container.h"
+#include "layers/conv.h"
+#include "layers/embedding.h"
+#include "layers/init.h"
+#include "layers/linear.h"
+#include "layers/lstm.h"
+#include "layers/module.h"
+#include "layers/norm.h"
