@@ -15,3 +15,5 @@
 #include "layers/lstm.h"
 #include "layers/module.h"
 #include "layers/norm.h"
+#include "io/safetensors.h"
+#include "io/tensor_io.h"

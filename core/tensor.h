@@ -17,6 +17,9 @@
 namespace peft {
 
 using Shape = std::vector<int64_t>;
+class Tensor;
+// Name → tensor pairs in a meaningful order (a state dict, the tensors of a file).
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 namespace autograd { class Node; }
 class Generator;
 

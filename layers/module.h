@@ -16,7 +16,7 @@ namespace peft::nn {
 class Module;
 using ModulePtr = std::shared_ptr<Module>;
 // Ordered like PyTorch's state_dict when produced by Module::state_dict().
-using StateDict = std::vector<std::pair<std::string, Tensor>>;
+using StateDict = NamedTensors;
 
 struct LoadResult {
   std::vector<std::string> missing_keys, unexpected_keys;

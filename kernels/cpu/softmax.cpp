@@ -1,14 +1,18 @@
 // kernels/cpu/softmax.cpp — softmax / log_softmax over the middle dim of (outer, D, inner).
 //
 // Work is cut into tiles of (one outer index) x (up to kTile inner columns); a tile walks D
-// rows, each a contiguous run of inner values, so the inner == 1 case (last dim) and the
-// channel case (dim 1 of NCHW) both stream memory in order. Tiles run in parallel. The max
-// is subtracted before exp; sums accumulate in double.
+// rows, each a contiguous run of inner values, so the channel case (dim 1 of NCHW) streams
+// memory in order; those sums accumulate in double. The common last-dim case (inner == 1)
+// instead treats each of the outer rows as one contiguous Eigen array, whose vectorised
+// exp and reductions are several times faster than a scalar loop. Rows / tiles run in
+// parallel. The max is always subtracted before exp.
 #include "kernels/cpu/softmax.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+
+#include <Eigen/Core>
 
 namespace peft::kernels::cpu {
 
@@ -17,12 +21,54 @@ namespace {
 constexpr int64_t kTile = 128;
 constexpr int64_t kParallelWork = 1 << 14;
 
+template <class T>
+using Row = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <class T>
+using ConstRow = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+template <class T>
+void softmax_rows(int64_t rows, int64_t D, const T* x, T* y, bool log) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (rows * D > kParallelWork)
+#endif
+  for (int64_t r = 0; r < rows; ++r) {
+    ConstRow<T> xr(x + r * D, D);
+    Row<T> yr(y + r * D, D);
+    const T mx = xr.maxCoeff();
+    if (log) {
+      const T lse = mx + std::log((xr - mx).exp().sum());
+      yr = xr - lse;
+    } else {
+      yr = (xr - mx).exp();
+      yr *= T(1) / yr.sum();
+    }
+  }
+}
+
+template <class T>
+void softmax_rows_backward(int64_t rows, int64_t D, const T* y, const T* dy, T* dx, bool log) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (rows * D > kParallelWork)
+#endif
+  for (int64_t r = 0; r < rows; ++r) {
+    ConstRow<T> yr(y + r * D, D), gr(dy + r * D, D);
+    Row<T> dr(dx + r * D, D);
+    if (log) {
+      dr = gr - yr.exp() * gr.sum();
+    } else {
+      dr = yr * (gr - (gr * yr).sum());
+    }
+  }
+}
+
 }  // namespace
 
 // ----------------------------------------------------------------------------------------
 
 template <class T>
 void softmax_forward(int64_t outer, int64_t D, int64_t inner, const T* x, T* y, bool log) {
+  if (D <= 0) return;
+  if (inner == 1) return softmax_rows(outer, D, x, y, log);
   const int64_t tiles_per = (inner + kTile - 1) / kTile, tiles = outer * tiles_per;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (outer * D * inner > kParallelWork)
@@ -71,6 +117,8 @@ void softmax_forward(int64_t outer, int64_t D, int64_t inner, const T* x, T* y, 
 template <class T>
 void softmax_backward(int64_t outer, int64_t D, int64_t inner, const T* y, const T* dy, T* dx,
                       bool log) {
+  if (D <= 0) return;
+  if (inner == 1) return softmax_rows_backward(outer, D, y, dy, dx, log);
   const int64_t tiles_per = (inner + kTile - 1) / kTile, tiles = outer * tiles_per;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (outer * D * inner > kParallelWork)
