@@ -9,6 +9,7 @@ foreach(dir core kernels layers adapters io)
 endforeach()
 install(FILES ${PROJECT_SOURCE_DIR}/peft.h DESTINATION include/peft)
 install(EXPORT peftTargets NAMESPACE peft:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/peft)
+set(PEFT_WITH_OPENMP ${OpenMP_CXX_FOUND})  # read by peftConfig.cmake.in
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/peftConfig.cmake.in
   ${PROJECT_BINARY_DIR}/peftConfig.cmake INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/peft)
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/peftConfigVersion.cmake

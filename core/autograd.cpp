@@ -83,10 +83,12 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
   std::unordered_map<Node*, int> deps;
   std::vector<Node*> stack;
   std::unordered_set<Node*> seen;
-  for (const auto& r : roots) {
-    Edge e = gradient_edge(r);
+  // Held for the whole pass: a leaf root's AccumulateGrad is otherwise owned by nobody (the
+  // leaf keeps only a weak_ptr), and asking again would make a different node.
+  std::vector<Edge> root_edges;
+  for (const auto& r : roots) root_edges.push_back(gradient_edge(r));
+  for (const Edge& e : root_edges)
     if (e.fn && seen.insert(e.fn.get()).second) stack.push_back(e.fn.get());
-  }
   while (!stack.empty()) {
     Node* n = stack.back();
     stack.pop_back();
@@ -111,12 +113,11 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
     else buf[e.input_nr] = add(buf[e.input_nr], g);
   };
   for (size_t i = 0; i < roots.size(); ++i) {
-    Edge e = gradient_edge(roots[i]);
+    const Edge& e = root_edges[i];
     if (!e.fn) continue;
     add_to_buffer(e, grad_roots[i]);
   }
-  for (const auto& r : roots) {
-    Edge e = gradient_edge(r);
+  for (const Edge& e : root_edges) {
     if (e.fn && deps[e.fn.get()] == 0) {
       deps[e.fn.get()] = -1;  // queued
       ready.push(e.fn);

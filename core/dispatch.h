@@ -21,4 +21,9 @@ void check_float_inputs(const char* op, std::initializer_list<const Tensor*> ts)
 // The detached, contiguous version of t (for kernels that take raw row-major pointers).
 Tensor contiguous_data(const Tensor& t);
 
+// Matrix products without history on 2-D operands (transposed views are used in place):
+// out (M, N) = a (M, K) · b (K, N) + beta · out, and a fresh a · b.
+void gemm_into(const Tensor& a, const Tensor& b, Tensor& out, double beta);
+Tensor mm_raw(const Tensor& a, const Tensor& b);
+
 }  // namespace peft::detail

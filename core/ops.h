@@ -62,6 +62,14 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 // y = x·Wᵀ + b; x (..., in), W (out, in), b (out) or undefined.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
 
+// The LoRA linear as one op with its own backward (DESIGN.md decision 2):
+//   y = x·Wᵀ + b + scale·(dropout(x)·Aᵀ)·Bᵀ
+// x (..., in), W (out, in), b (out) or undefined, A (r, in), B (out, r). Dropout (inverted,
+// probability dropout_p, only when training) applies to the LoRA branch input only. Backward
+// gives dX, dA, dB, db, and dW only when W requires grad.
+Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& A, const Tensor& B, double scale,
+                   double dropout_p = 0, bool training = false, Generator* gen = nullptr);
+
 // ---- shape ops
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim = 0);
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim = 0);
@@ -84,6 +92,9 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const std::string
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, const std::string& reduction = "mean",
                      int64_t ignore_index = -100);
 Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& reduction = "mean");
+
+// Rows of `a` along `dim` picked by I64 `index` (1-D), as torch.index_select.
+Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index);
 
 // ---- sparse / conv / pooling
 // ids: I64 of any shape; out (..., dim). Rows equal to padding_idx get no gradient (-1: none... use

@@ -45,6 +45,34 @@ Tensor embedding(const Tensor& weight, const Tensor& ids_in, std::optional<int64
   return out;
 }
 
+Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
+  PEFT_CHECK(index.dim() == 1, "index_select: index must be 1-D, got shape ", shape_str(index.shape()));
+  PEFT_CHECK(a.dim() >= 1, "index_select: input must have at least one dimension");
+  PEFT_CHECK(index.dtype() == DType::I64, "index_select: index must be I64, got ", dtype_name(index.dtype()));
+  const int64_t d = wrap_dim(dim, a.dim(), "index_select");
+  if (!is_floating(a.dtype())) {  // integer data has no gradient: copy slice by slice
+    std::vector<int64_t> ids = index.to_vector<int64_t>();
+    Shape out_shape = a.shape();
+    out_shape[d] = static_cast<int64_t>(ids.size());
+    Tensor out = Tensor::empty(out_shape, a.dtype());
+    for (size_t i = 0; i < ids.size(); ++i) {
+      PEFT_CHECK(ids[i] >= 0 && ids[i] < a.shape()[d], "index_select: index ", ids[i], " is out of range for dimension ",
+                 d, " of size ", a.shape()[d]);
+      out.select(d, static_cast<int64_t>(i)).copy_(a.select(d, ids[i]));
+    }
+    return out;
+  }
+  // Picking along dim 0 of a (rows, rest) matrix is an embedding lookup: reuse its forward
+  // and scatter-add backward.
+  Tensor moved = d == 0 ? a : a.transpose(0, d);
+  Shape rest(moved.shape().begin() + 1, moved.shape().end());
+  Tensor rows = embedding(moved.reshape({moved.shape()[0], -1}), index);
+  Shape out_shape{index.shape()[0]};
+  out_shape.insert(out_shape.end(), rest.begin(), rest.end());
+  Tensor out = rows.reshape(out_shape);
+  return d == 0 ? out : out.transpose(0, d);
+}
+
 Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dOptions& o) {
   detail::check_float_inputs("conv2d", {&x_in, &w_in, &b_in});
   PEFT_CHECK(x_in.dim() == 4, "conv2d: expected 4-D input (N, C, H, W), got ", shape_str(x_in.shape()));

@@ -36,6 +36,9 @@ MatArg as_mat(const Tensor& t) {
   return m;
 }
 
+}  // namespace
+
+namespace detail {
 // out (M, N) = alpha * a (M, K) · b (K, N) + beta * out
 void gemm_into(const Tensor& a, const Tensor& b, Tensor& out, double beta) {
   MatArg ma = as_mat(a), mb = as_mat(b);
@@ -53,6 +56,12 @@ Tensor mm_raw(const Tensor& a, const Tensor& b) {
   gemm_into(a, b, out, 0.0);
   return out;
 }
+
+}  // namespace detail
+
+namespace {
+using detail::gemm_into;
+using detail::mm_raw;
 
 // 2-D matrix product with backward.
 Tensor mm(const Tensor& a, const Tensor& b) {

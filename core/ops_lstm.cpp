@@ -13,6 +13,18 @@ LSTMResult lstm(const Tensor& input, const std::optional<LSTMState>& hx, const s
   PEFT_CHECK(num_layers >= 1 && params.size() == per_layer * static_cast<size_t>(num_layers), "lstm: expected ",
              per_layer * static_cast<size_t>(std::max<int64_t>(num_layers, 0)), " parameter tensors for ", num_layers,
              " layers, got ", params.size());
+  // One dtype and device for everything, checked here so the error names lstm, not linear.
+  PEFT_CHECK(is_floating(input.dtype()), "lstm: expected a floating point input, got ", dtype_name(input.dtype()));
+  auto check_like_input = [&](const Tensor& t, const char* what) {
+    PEFT_CHECK(t.dtype() == input.dtype() && t.device() == input.device(), "lstm: input is ",
+               dtype_name(input.dtype()), " on ", input.device().str(), " but ", what, " of shape ",
+               shape_str(t.shape()), " is ", dtype_name(t.dtype()), " on ", t.device().str());
+  };
+  for (const Tensor& p : params) check_like_input(p, "a parameter");
+  if (hx) {
+    check_like_input(hx->h, "h_0");
+    check_like_input(hx->c, "c_0");
+  }
   Tensor x = batch_first ? input.transpose(0, 1) : input;  // (T, B, in)
   const int64_t T = x.shape()[0], B = x.shape()[1];
   const int64_t H = params[1].shape()[1];

@@ -102,7 +102,11 @@ class Tensor {
   Tensor reshape(const Shape& shape) const;   // view when possible, else a copy
   Tensor flatten(int64_t start_dim = 0, int64_t end_dim = -1) const;
   Tensor transpose(int64_t d0, int64_t d1) const;
-  Tensor t() const { return transpose(0, 1); }
+  // torch.t: transposes a 2-D tensor; 0-D and 1-D tensors are returned as is.
+  Tensor t() const {
+    PEFT_CHECK(dim() <= 2, "t: expects a tensor with <= 2 dimensions, but got shape ", shape_str(shape()));
+    return dim() < 2 ? *this : transpose(0, 1);
+  }
   Tensor permute(const std::vector<int64_t>& dims) const;
   Tensor slice(int64_t dim, int64_t start, int64_t end, int64_t step = 1) const;
   Tensor select(int64_t dim, int64_t index) const;  // drops dim

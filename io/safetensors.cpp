@@ -5,7 +5,6 @@
 #include "io/safetensors.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <limits>
@@ -21,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "io/atomic_file.h"
 
 namespace peft {
 namespace io {
@@ -187,53 +187,6 @@ Json parse_header(const std::string& path, const char* h, uint64_t n) {
   if (!j.is_object()) ST_REFUSE(path, "InvalidHeaderDeserialization", "header is not a JSON object");
   return j;
 }
-
-// Writes everything or throws; a short write (full disk) is an error, EINTR is retried.
-void write_all(int fd, const uint8_t* p, size_t n, const std::string& tmp) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, std::min<size_t>(n, size_t(1) << 30));
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) PEFT_ERROR("write_safetensors: writing '", tmp, "' failed: ", std::strerror(w < 0 ? errno : EIO));
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-
-// Coalesces small tensors into 1 MiB writes; large ones go straight from the caller's memory.
-class BufferedFd {
- public:
-  BufferedFd(int fd, const std::string& tmp) : fd_(fd), tmp_(tmp) { buf_.reserve(kCap); }
-  void put(const void* p, size_t n) {
-    const auto* b = static_cast<const uint8_t*>(p);
-    if (buf_.size() + n > kCap) flush();
-    if (n >= kCap) {
-      write_all(fd_, b, n, tmp_);
-    } else {
-      buf_.insert(buf_.end(), b, b + n);
-    }
-  }
-  void flush() {
-    write_all(fd_, buf_.data(), buf_.size(), tmp_);
-    buf_.clear();
-  }
-
- private:
-  static constexpr size_t kCap = size_t(1) << 20;
-  int fd_;
-  const std::string& tmp_;
-  std::vector<uint8_t> buf_;
-};
-
-// Removes the temporary file unless the rename happened, and closes the descriptor.
-struct TempFile {
-  std::string path;
-  int fd = -1;
-  bool renamed = false;
-  ~TempFile() {
-    if (fd >= 0) ::close(fd);
-    if (!renamed && !path.empty()) ::unlink(path.c_str());
-  }
-};
 
 }  // namespace
 
@@ -452,51 +405,14 @@ void write_safetensors(const std::string& path, const std::vector<SafetensorsTen
   PEFT_CHECK(text.size() <= kMaxHeader, "write_safetensors '", path, "': header of ", text.size(),
              " bytes exceeds the ", kMaxHeader, "-byte limit readers enforce");
 
-  // Temporary beside the target so rename() stays within one filesystem and is atomic.
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
-  PEFT_CHECK(!base.empty(), "write_safetensors: '", path, "' names a directory, not a file");
-  static std::atomic<uint64_t> counter{0};
-  TempFile tmp;
-  for (int attempt = 0; tmp.fd < 0; ++attempt) {
-    tmp.path = (slash == std::string::npos ? std::string() : path.substr(0, slash + 1)) + "." + base + ".tmp." +
-               std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
-    // O_EXCL with 0666 (not mkstemp's 0600) so the result gets the usual umask permissions.
-    tmp.fd = ::open(tmp.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (tmp.fd < 0 && (errno != EEXIST || attempt > 100)) {
-      const int err = errno;
-      tmp.path.clear();  // nothing of ours to remove
-      PEFT_ERROR("write_safetensors '", path, "': cannot create a temporary file in '", dir, "': ", std::strerror(err));
-    }
-  }
-
   uint8_t len[8];
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
-  BufferedFd out(tmp.fd, tmp.path);
-  out.put(len, 8);
-  out.put(text.data(), text.size());
+  AtomicFileWriter out(path, "write_safetensors");
+  out.write(len, 8);
+  out.write(text.data(), text.size());
   for (size_t i : order)
-    if (tensors[i].nbytes > 0) out.put(tensors[i].data, static_cast<size_t>(tensors[i].nbytes));
-  out.flush();
-  PEFT_CHECK(::fsync(tmp.fd) == 0, "write_safetensors '", path, "': fsync of '", tmp.path, "' failed: ",
-             std::strerror(errno));
-  const int fd = std::exchange(tmp.fd, -1);
-  PEFT_CHECK(::close(fd) == 0, "write_safetensors '", path, "': close of '", tmp.path, "' failed: ",
-             std::strerror(errno));
-  PEFT_CHECK(::rename(tmp.path.c_str(), path.c_str()) == 0, "write_safetensors: renaming '", tmp.path, "' to '", path,
-             "' failed: ", std::strerror(errno));
-  tmp.renamed = true;
-
-  // Makes the rename itself durable; filesystems that cannot fsync a directory say EINVAL.
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    const int rc = ::fsync(dfd);
-    const int err = errno;
-    ::close(dfd);
-    PEFT_CHECK(rc == 0 || err == EINVAL, "write_safetensors '", path,
-               "': written and renamed, but fsync of directory '", dir, "' failed: ", std::strerror(err));
-  }
+    if (tensors[i].nbytes > 0) out.write(tensors[i].data, static_cast<size_t>(tensors[i].nbytes));
+  out.commit();
 }
 
 }  // namespace io

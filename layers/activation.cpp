@@ -1,7 +1,5 @@
 #include "layers/activation.h"
 
-#include <sstream>
-
 namespace peft::nn {
 
 GELU::GELU(std::string approximate) : approximate_(std::move(approximate)) {
@@ -13,10 +11,6 @@ Dropout::Dropout(double p) : p_(p) {
   PEFT_CHECK(p >= 0 && p <= 1, "Dropout: dropout probability has to be between 0 and 1, but got ", p);
 }
 
-std::string Dropout::extra_repr() const {
-  std::ostringstream os;
-  os << "p=" << p_ << ", inplace=False";
-  return os.str();
-}
+std::string Dropout::extra_repr() const { return "p=" + float_repr(p_) + ", inplace=False"; }
 
 }  // namespace peft::nn

@@ -7,12 +7,14 @@ namespace peft::nn {
 
 class ReLU : public Module {
  public:
+  PEFT_MODULE_CLONE(ReLU)
   std::string type_name() const override { return "ReLU"; }
   Tensor forward(const Tensor& x) override { return relu(x); }
 };
 
 class GELU : public Module {
  public:
+  PEFT_MODULE_CLONE(GELU)
   explicit GELU(std::string approximate = "none");
   std::string type_name() const override { return "GELU"; }
   Tensor forward(const Tensor& x) override { return gelu(x, approximate_); }
@@ -24,18 +26,21 @@ class GELU : public Module {
 
 class Sigmoid : public Module {
  public:
+  PEFT_MODULE_CLONE(Sigmoid)
   std::string type_name() const override { return "Sigmoid"; }
   Tensor forward(const Tensor& x) override { return sigmoid(x); }
 };
 
 class Tanh : public Module {
  public:
+  PEFT_MODULE_CLONE(Tanh)
   std::string type_name() const override { return "Tanh"; }
   Tensor forward(const Tensor& x) override { return tanh(x); }
 };
 
 class Softmax : public Module {
  public:
+  PEFT_MODULE_CLONE(Softmax)
   explicit Softmax(int64_t dim) : dim_(dim) {}
   std::string type_name() const override { return "Softmax"; }
   Tensor forward(const Tensor& x) override { return softmax(x, dim_); }
@@ -47,6 +52,7 @@ class Softmax : public Module {
 
 class LogSoftmax : public Module {
  public:
+  PEFT_MODULE_CLONE(LogSoftmax)
   explicit LogSoftmax(int64_t dim) : dim_(dim) {}
   std::string type_name() const override { return "LogSoftmax"; }
   Tensor forward(const Tensor& x) override { return log_softmax(x, dim_); }
@@ -59,6 +65,7 @@ class LogSoftmax : public Module {
 // Active in training mode only; draws its mask from `generator` (default: the global one).
 class Dropout : public Module {
  public:
+  PEFT_MODULE_CLONE(Dropout)
   explicit Dropout(double p = 0.5);
   std::string type_name() const override { return "Dropout"; }
   Tensor forward(const Tensor& x) override { return dropout(x, p_, is_training(), generator_); }

@@ -9,6 +9,7 @@ namespace peft::nn {
 
 class Sequential : public Module {
  public:
+  PEFT_MODULE_CLONE(Sequential)
   Sequential() = default;
   Sequential(std::initializer_list<ModulePtr> modules);
   explicit Sequential(const std::vector<ModulePtr>& modules);
@@ -23,6 +24,7 @@ class Sequential : public Module {
 // Holds modules by index; no forward (as torch.nn.ModuleList).
 class ModuleList : public Module {
  public:
+  PEFT_MODULE_CLONE(ModuleList)
   ModuleList() = default;
   ModuleList(std::initializer_list<ModulePtr> modules);
   std::string type_name() const override { return "ModuleList"; }
@@ -34,11 +36,23 @@ class ModuleList : public Module {
 // Holds modules by key, in insertion order; no forward (as torch.nn.ModuleDict).
 class ModuleDict : public Module {
  public:
+  PEFT_MODULE_CLONE(ModuleDict)
   std::string type_name() const override { return "ModuleDict"; }
   void insert(const std::string& key, ModulePtr m) { register_module(key, std::move(m)); }
   ModulePtr operator[](const std::string& key) const { return child(key); }
   bool contains(const std::string& key) const { return has_child(key); }
   size_t size() const { return named_children().size(); }
+};
+
+// Holds parameters by key, in insertion order (as torch.nn.ParameterDict).
+class ParameterDict : public Module {
+ public:
+  PEFT_MODULE_CLONE(ParameterDict)
+  std::string type_name() const override { return "ParameterDict"; }
+  void insert(const std::string& key, Tensor t, bool requires_grad = true) { register_parameter(key, std::move(t), requires_grad); }
+  Tensor& operator[](const std::string& key) { return param(key); }
+  bool contains(const std::string& key) const { return has_param(key); }
+  size_t size() const { return named_parameters(false).size(); }
 };
 
 }  // namespace peft::nn

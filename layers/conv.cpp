@@ -69,7 +69,10 @@ std::string AvgPool2d::extra_repr() const {
   auto one = [](std::pair<int64_t, int64_t> p) {
     return p.first == p.second ? std::to_string(p.first) : pair_str(p);
   };
-  return "kernel_size=" + one(opt_.kernel) + ", stride=" + one(opt_.stride) + ", padding=" + one(opt_.padding);
+  // Stride 0 means "= kernel" (PyTorch's stride=None), which PyTorch prints as the kernel size.
+  const std::pair<int64_t, int64_t> stride{opt_.stride.first ? opt_.stride.first : opt_.kernel.first,
+                                           opt_.stride.second ? opt_.stride.second : opt_.kernel.second};
+  return "kernel_size=" + one(opt_.kernel) + ", stride=" + one(stride) + ", padding=" + one(opt_.padding);
 }
 
 AdaptiveAvgPool2d::AdaptiveAvgPool2d(int64_t output_size) : out_(output_size) {

@@ -14,6 +14,7 @@ struct Conv2dConfig {
 // weight (out, in/groups, kh, kw), bias (out): U(±1/√fan_in), fan_in = in/groups·kh·kw.
 class Conv2d : public Module {
  public:
+  PEFT_MODULE_CLONE(Conv2d)
   Conv2d(int64_t in_channels, int64_t out_channels, std::pair<int64_t, int64_t> kernel_size,
          const Conv2dConfig& cfg = {}, DType dtype = DType::F32);
   Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, const Conv2dConfig& cfg = {},
@@ -37,6 +38,7 @@ class Conv2d : public Module {
 
 class AvgPool2d : public Module {
  public:
+  PEFT_MODULE_CLONE(AvgPool2d)
   explicit AvgPool2d(const AvgPool2dOptions& opt) : opt_(opt) {}
   AvgPool2d(int64_t kernel, int64_t stride, int64_t padding = 0, bool ceil_mode = false, bool count_include_pad = true);
   std::string type_name() const override { return "AvgPool2d"; }
@@ -49,6 +51,7 @@ class AvgPool2d : public Module {
 
 class AdaptiveAvgPool2d : public Module {
  public:
+  PEFT_MODULE_CLONE(AdaptiveAvgPool2d)
   explicit AdaptiveAvgPool2d(int64_t output_size = 1);
   std::string type_name() const override { return "AdaptiveAvgPool2d"; }
   Tensor forward(const Tensor& x) override { return adaptive_avg_pool2d(x, {out_, out_}); }

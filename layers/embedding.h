@@ -9,6 +9,7 @@ namespace peft::nn {
 
 class Embedding : public Module {
  public:
+  PEFT_MODULE_CLONE(Embedding)
   Embedding(int64_t num_embeddings, int64_t embedding_dim, std::optional<int64_t> padding_idx = std::nullopt,
             DType dtype = DType::F32);
   std::string type_name() const override { return "Embedding"; }

@@ -7,6 +7,7 @@ namespace peft::nn {
 // y = x·Wᵀ + b. weight (out, in), bias (out); both U(±1/√in) as PyTorch.
 class Linear : public Module {
  public:
+  PEFT_MODULE_CLONE(Linear)
   Linear(int64_t in_features, int64_t out_features, bool bias = true, DType dtype = DType::F32);
   std::string type_name() const override { return "Linear"; }
   Tensor forward(const Tensor& x) override;
@@ -22,12 +23,14 @@ class Linear : public Module {
 
 class Identity : public Module {
  public:
+  PEFT_MODULE_CLONE(Identity)
   std::string type_name() const override { return "Identity"; }
   Tensor forward(const Tensor& x) override { return x; }
 };
 
 class Flatten : public Module {
  public:
+  PEFT_MODULE_CLONE(Flatten)
   explicit Flatten(int64_t start_dim = 1, int64_t end_dim = -1) : start_(start_dim), end_(end_dim) {}
   std::string type_name() const override { return "Flatten"; }
   Tensor forward(const Tensor& x) override { return x.flatten(start_, end_); }

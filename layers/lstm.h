@@ -10,6 +10,7 @@ namespace peft::nn {
 
 class LSTM : public Module {
  public:
+  PEFT_MODULE_CLONE(LSTM)
   LSTM(int64_t input_size, int64_t hidden_size, int64_t num_layers = 1, bool bias = true, bool batch_first = false,
        DType dtype = DType::F32);
   std::string type_name() const override { return "LSTM"; }

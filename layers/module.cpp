@@ -1,11 +1,26 @@
 #include "layers/module.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <ostream>
 #include <set>
 #include <sstream>
 
 namespace peft::nn {
+
+namespace {
+// The owning pointer of a module; a module on the stack has none, which would otherwise
+// surface as std::bad_weak_ptr from shared_from_this().
+ModulePtr owner_of(Module& m, const char* what) {
+  ModulePtr p = m.weak_from_this().lock();
+  PEFT_CHECK(p != nullptr, m.type_name(), ".", what, ": the module must be owned by a std::shared_ptr "
+             "(create it with std::make_shared)");
+  return p;
+}
+}  // namespace
 
 Tensor Module::forward(const Tensor&) {
   PEFT_ERROR(type_name(), ": this module has no single-tensor forward");
@@ -75,7 +90,7 @@ bool Module::has_child(const std::string& name) const {
 std::vector<std::pair<std::string, ModulePtr>> Module::named_children() const { return children_; }
 
 void Module::collect_modules(const std::string& prefix, std::vector<std::pair<std::string, ModulePtr>>& out) {
-  out.emplace_back(prefix, shared_from_this());
+  out.emplace_back(prefix, owner_of(*this, "named_modules"));
   for (auto& kv : children_) kv.second->collect_modules(prefix.empty() ? kv.first : prefix + "." + kv.first, out);
 }
 
@@ -128,8 +143,8 @@ std::vector<Tensor> Module::parameters(bool recurse) const {
 }
 
 ModulePtr Module::get_submodule(const std::string& dotted) {
-  if (dotted.empty()) return shared_from_this();
-  ModulePtr cur = shared_from_this();
+  ModulePtr cur = owner_of(*this, "get_submodule");
+  if (dotted.empty()) return cur;
   std::string path;
   size_t start = 0;
   while (start <= dotted.size()) {
@@ -149,7 +164,7 @@ void Module::set_submodule(const std::string& dotted, ModulePtr m) {
   PEFT_CHECK(!dotted.empty(), "set_submodule: cannot replace the root module");
   PEFT_CHECK(m != nullptr, "set_submodule: cannot set '", dotted, "' to a null module");
   size_t dot = dotted.rfind('.');
-  ModulePtr parent = dot == std::string::npos ? shared_from_this() : get_submodule(dotted.substr(0, dot));
+  ModulePtr parent = dot == std::string::npos ? owner_of(*this, "set_submodule") : get_submodule(dotted.substr(0, dot));
   std::string leaf = dot == std::string::npos ? dotted : dotted.substr(dot + 1);
   for (auto& kv : parent->children_)
     if (kv.first == leaf) {
@@ -223,28 +238,90 @@ void Module::zero_grad() {
 }
 
 std::string Module::repr() const {
-  std::ostringstream os;
-  os << type_name() << "(";
-  std::string extra = extra_repr();
-  if (children_.empty()) {
-    os << extra << ")";
-    return os.str();
+  // As torch.nn.Module.__repr__: one extra line and no children print inline; otherwise every
+  // extra line and child goes on its own line, indented by two spaces.
+  std::vector<std::string> lines;
+  const std::string extra = extra_repr();
+  if (!extra.empty()) {
+    std::istringstream is(extra);
+    for (std::string line; std::getline(is, line);) lines.push_back(line);
   }
-  os << "\n";
-  if (!extra.empty()) os << "  " << extra << "\n";
-  for (const auto& kv : children_) {
-    std::string child = kv.second->repr();
-    std::string indented;
-    for (char ch : child) {
-      indented += ch;
-      if (ch == '\n') indented += "  ";
-    }
-    os << "  (" << kv.first << "): " << indented << "\n";
+  const size_t n_extra = lines.size();
+  for (const auto& kv : children_) lines.push_back("(" + kv.first + "): " + kv.second->repr());
+  std::string out = type_name() + "(";
+  if (n_extra == 1 && children_.empty()) return out + lines[0] + ")";
+  if (lines.empty()) return out + ")";
+  for (const auto& line : lines) {
+    out += "\n  ";
+    for (char ch : line) out += ch == '\n' ? std::string("\n  ") : std::string(1, ch);
   }
-  os << ")";
-  return os.str();
+  return out + "\n)";
 }
 
 std::ostream& operator<<(std::ostream& os, const Module& m) { return os << m.repr(); }
+
+std::string float_repr(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v < 0 ? "-inf" : "inf";
+  if (v == 0) return std::signbit(v) ? "-0.0" : "0.0";
+  // Shortest round-tripping digits (Python's 'r' format), then Python's layout: fixed
+  // notation when the decimal exponent is in [-4, 16), scientific otherwise.
+  char buf[40];
+  for (int prec = 0; prec < 17; ++prec) {
+    std::snprintf(buf, sizeof buf, "%.*e", prec, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  std::string s(buf), sign;
+  if (s[0] == '-') { sign = "-"; s.erase(0, 1); }
+  const size_t e = s.find('e');
+  const int exp10 = std::atoi(s.c_str() + e + 1);
+  std::string digits = s.substr(0, e);
+  digits.erase(std::remove(digits.begin(), digits.end(), '.'), digits.end());
+  while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
+  const int nd = static_cast<int>(digits.size()), decpt = exp10 + 1;
+  if (decpt > -4 && decpt <= 16) {
+    if (decpt <= 0) return sign + "0." + std::string(-decpt, '0') + digits;
+    if (decpt >= nd) return sign + digits + std::string(decpt - nd, '0') + ".0";
+    return sign + digits.substr(0, decpt) + "." + digits.substr(decpt);
+  }
+  char ebuf[16];
+  std::snprintf(ebuf, sizeof ebuf, "e%c%02d", exp10 < 0 ? '-' : '+', exp10 < 0 ? -exp10 : exp10);
+  return sign + digits.substr(0, 1) + (nd > 1 ? "." + digits.substr(1) : "") + ebuf;
+}
+
+void Module::unregister_module(const std::string& name) {
+  for (auto it = children_.begin(); it != children_.end(); ++it)
+    if (it->first == name) {
+      children_.erase(it);
+      return;
+    }
+  PEFT_ERROR(type_name(), " has no submodule '", name, "'");
+}
+
+void Module::unregister_parameter(const std::string& name) {
+  for (auto it = params_.begin(); it != params_.end(); ++it)
+    if (it->first == name) {
+      params_.erase(it);
+      return;
+    }
+  PEFT_ERROR(type_name(), " has no parameter '", name, "'");
+}
+
+ModulePtr Module::clone() const {
+  PEFT_ERROR(type_name(), " does not support clone(); add PEFT_MODULE_CLONE(", type_name(), ") to the class");
+}
+
+void Module::deep_copy_state() {
+  NoGradGuard g;
+  for (auto& kv : params_) {
+    if (!kv.second.defined()) continue;
+    bool rg = kv.second.requires_grad();
+    kv.second = kv.second.detach().clone();
+    kv.second.set_requires_grad(rg);
+  }
+  for (auto& kv : buffers_)
+    if (kv.second.defined()) kv.second = kv.second.detach().clone();
+  for (auto& kv : children_) kv.second = kv.second->clone();
+}
 
 }  // namespace peft::nn

@@ -40,6 +40,10 @@ class Module : public std::enable_shared_from_this<Module> {
     return m;
   }
 
+  // Removes a child / parameter by name (throws if absent), as `del module.name` in PyTorch.
+  void unregister_module(const std::string& name);
+  void unregister_parameter(const std::string& name);
+
   // ---- direct access (throws naming the module type and the missing name)
   Tensor& param(const std::string& name);
   const Tensor& param(const std::string& name) const;
@@ -73,11 +77,23 @@ class Module : public std::enable_shared_from_this<Module> {
   LoadResult load_state_dict(const StateDict& sd, bool strict = true);
   void zero_grad();
 
+  // A deep copy (parameters, buffers and children copied; copies are leaves with the same
+  // requires_grad), as copy.deepcopy. Layers opt in with PEFT_MODULE_CLONE(Class).
+  virtual ModulePtr clone() const;
+
   // PyTorch-style printed tree.
   std::string repr() const;
   virtual std::string extra_repr() const { return ""; }
 
  protected:
+  template <class T>
+  static ModulePtr clone_as(const T& self) {
+    auto copy = std::make_shared<T>(self);  // shallow: shares tensors and children
+    copy->deep_copy_state();
+    return copy;
+  }
+  // Replaces shared tensors and children by copies (used after a shallow copy).
+  void deep_copy_state();
   void add_child(const std::string& name, ModulePtr m);
   std::vector<std::pair<std::string, Tensor>>& parameter_table() { return params_; }
   std::vector<std::pair<std::string, ModulePtr>>& child_table() { return children_; }
@@ -94,5 +110,13 @@ class Module : public std::enable_shared_from_this<Module> {
 };
 
 std::ostream& operator<<(std::ostream& os, const Module& m);
+
+// Declares clone() for a copyable module class.
+#define PEFT_MODULE_CLONE(Class) \
+  ::peft::nn::ModulePtr clone() const override { return clone_as<Class>(*this); }
+
+// Python's repr() of a float ("0.0", "0.5", "1e-05"), so extra_repr() prints numbers as
+// PyTorch's print(model) does.
+std::string float_repr(double v);
 
 }  // namespace peft::nn

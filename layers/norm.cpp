@@ -1,19 +1,9 @@
 #include "layers/norm.h"
 
-#include <sstream>
-
 #include "core/ops.h"
 #include "layers/init.h"
 
 namespace peft::nn {
-
-namespace {
-std::string eps_str(double eps) {
-  std::ostringstream os;
-  os << eps;
-  return os.str();
-}
-}  // namespace
 
 GroupNorm::GroupNorm(int64_t num_groups, int64_t num_channels, double eps, bool affine, DType dtype)
     : groups_(num_groups), channels_(num_channels), eps_(eps), affine_(affine) {
@@ -32,7 +22,7 @@ Tensor GroupNorm::forward(const Tensor& x) {
 }
 
 std::string GroupNorm::extra_repr() const {
-  return std::to_string(groups_) + ", " + std::to_string(channels_) + ", eps=" + eps_str(eps_) +
+  return std::to_string(groups_) + ", " + std::to_string(channels_) + ", eps=" + float_repr(eps_) +
          ", affine=" + (affine_ ? "True" : "False");
 }
 
@@ -53,7 +43,7 @@ std::string LayerNorm::extra_repr() const {
   std::string s = "(";
   for (size_t i = 0; i < shape_.size(); ++i) s += (i ? ", " : "") + std::to_string(shape_[i]);
   if (shape_.size() == 1) s += ",";
-  return s + "), eps=" + eps_str(eps_) + ", elementwise_affine=" + (affine_ ? "True" : "False");
+  return s + "), eps=" + float_repr(eps_) + ", elementwise_affine=" + (affine_ ? "True" : "False");
 }
 
 Tensor LayerNorm2d::forward(const Tensor& x) {

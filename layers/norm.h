@@ -6,6 +6,7 @@ namespace peft::nn {
 
 class GroupNorm : public Module {
  public:
+  PEFT_MODULE_CLONE(GroupNorm)
   GroupNorm(int64_t num_groups, int64_t num_channels, double eps = 1e-5, bool affine = true, DType dtype = DType::F32);
   std::string type_name() const override { return "GroupNorm"; }
   Tensor forward(const Tensor& x) override;
@@ -19,6 +20,7 @@ class GroupNorm : public Module {
 
 class LayerNorm : public Module {
  public:
+  PEFT_MODULE_CLONE(LayerNorm)
   LayerNorm(Shape normalized_shape, double eps = 1e-5, bool elementwise_affine = true, DType dtype = DType::F32);
   LayerNorm(int64_t normalized, double eps = 1e-5, bool elementwise_affine = true, DType dtype = DType::F32)
       : LayerNorm(Shape{normalized}, eps, elementwise_affine, dtype) {}
@@ -35,6 +37,7 @@ class LayerNorm : public Module {
 // timm.layers.LayerNorm2d: LayerNorm over the channel dim of (N, C, H, W).
 class LayerNorm2d : public LayerNorm {
  public:
+  PEFT_MODULE_CLONE(LayerNorm2d)
   explicit LayerNorm2d(int64_t num_channels, double eps = 1e-6, bool affine = true, DType dtype = DType::F32)
       : LayerNorm(num_channels, eps, affine, dtype) {}
   std::string type_name() const override { return "LayerNorm2d"; }

@@ -515,7 +515,7 @@ void naive_softmax(int64_t outer, int64_t D, int64_t inner, const Vec& x, Vec& y
 
 TEST_CASE("softmax and log_softmax match naive loops and finite differences", "[kernels][cpu]") {
   struct Shape { int64_t outer, D, inner; };
-  const Shape shapes[] = {{3, 5, 1}, {2, 4, 3}, {2, 6, 300}, {1, 1, 1}, {4, 100, 130}};
+  const Shape shapes[] = {{3, 5, 1}, {64, 300, 1}, {2, 4, 3}, {2, 6, 300}, {1, 1, 1}, {4, 100, 130}};
   for (const Shape& sh : shapes)
     for (bool log : {false, true}) {
       INFO("outer " << sh.outer << " D " << sh.D << " inner " << sh.inner << " log " << log);
@@ -548,6 +548,13 @@ TEST_CASE("softmax subtracts the max so large logits do not overflow", "[kernels
   const double z = 1 + std::exp(-1.0) + std::exp(-2.0);
   expect_close(Vec{std::exp(-1.0) / z, 1 / z, std::exp(-2.0) / z}, y, 1e-6, 1e-5);
   expect_close(Vec{-1 - std::log(z), -std::log(z), -2 - std::log(z)}, ly, 1e-5, 1e-5);
+  // A masked (-inf) logit gets (numerically) no probability, the others renormalise.
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> xm = {0.f, -inf, 0.f, std::log(2.f)}, ym(4), lym(4);
+  softmax_forward<float>(1, 4, 1, xm.data(), ym.data(), false);
+  softmax_forward<float>(1, 4, 1, xm.data(), lym.data(), true);
+  expect_close(Vec{0.25, 0.0, 0.25, 0.5}, ym, 1e-30, 1e-6);
+  CHECK(lym[1] == -inf);
 }
 
 // ------------------------------------------------------------------------------- embedding

@@ -262,6 +262,18 @@ void store_from_double(void* base, int dtype, int64_t i, double v) {
   }
 }
 size_t code_size(int dtype) { return (dtype == 3 || dtype == 4) ? 2 : (dtype == 0 ? 4 : 8); }
+template <class U>
+void strided_copy_as(void* dst, int64_t d0, int64_t ds, const void* src, int64_t s0, int64_t ss, int64_t n) {
+  U* o = static_cast<U*>(dst) + d0;
+  const U* x = static_cast<const U*>(src) + s0;
+  for (int64_t i = 0; i < n; ++i) o[i * ds] = x[i * ss];
+}
+void strided_copy_bits(void* dst, int64_t d0, int64_t ds, const void* src, int64_t s0, int64_t ss, int64_t n,
+                       size_t esize) {
+  if (esize == 8) strided_copy_as<uint64_t>(dst, d0, ds, src, s0, ss, n);
+  else if (esize == 4) strided_copy_as<uint32_t>(dst, d0, ds, src, s0, ss, n);
+  else strided_copy_as<uint16_t>(dst, d0, ds, src, s0, ss, n);
+}
 }  // namespace
 
 void copy_convert(const Dims& shape, void* dst, int dst_dtype, const Dims& ds, const void* src, int src_dtype,
@@ -271,10 +283,9 @@ void copy_convert(const Dims& shape, void* dst, int dst_dtype, const Dims& ds, c
   for_each_row(l, true, [&](const std::array<int64_t, 2>& off, int64_t n, const std::array<int64_t, 2>& st) {
     if (dst_dtype == src_dtype && st[0] == 1 && st[1] == 1) {
       std::memcpy(static_cast<char*>(dst) + off[0] * esize, static_cast<const char*>(src) + off[1] * esize, n * esize);
-    } else if (dst_dtype == src_dtype && dst_dtype == 0) {
-      float* o = static_cast<float*>(dst) + off[0];
-      const float* x = static_cast<const float*>(src) + off[1];
-      for (int64_t i = 0; i < n; ++i) o[i * st[0]] = x[i * st[1]];
+    } else if (dst_dtype == src_dtype) {
+      // Same dtype: move the bits. Going through double would round I64 beyond 2^53.
+      strided_copy_bits(dst, off[0], st[0], src, off[1], st[1], n, esize);
     } else {
       for (int64_t i = 0; i < n; ++i)
         store_from_double(dst, dst_dtype, off[0] + i * st[0], load_as_double(src, src_dtype, off[1] + i * st[1]));

@@ -1,0 +1,281 @@
+#include "adapters/lora_config.h"
+
+#include <cxxabi.h>
+
+#include <cmath>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "io/atomic_file.h"
+
+namespace peft {
+
+std::string short_type_name(const std::type_info& t) {
+  int status = 0;
+  char* d = abi::__cxa_demangle(t.name(), nullptr, nullptr, &status);
+  std::string name = (status == 0 && d) ? d : t.name();
+  std::free(d);
+  auto pos = name.rfind("::");
+  return pos == std::string::npos ? name : name.substr(pos + 2);
+}
+
+// ---------------------------------------------------------------- ModuleSelector
+
+const std::vector<std::string>& ModuleSelector::names() const {
+  PEFT_CHECK(names_.has_value(), "ModuleSelector: not a list of names");
+  return *names_;
+}
+
+const std::string& ModuleSelector::regex() const {
+  PEFT_CHECK(regex_.has_value(), "ModuleSelector: not a regex");
+  return *regex_;
+}
+
+std::string ModuleSelector::describe() const {
+  if (regex_) return *regex_;
+  if (!names_) return "None";
+  std::set<std::string> sorted(names_->begin(), names_->end());
+  std::string s = "{";
+  for (const auto& n : sorted) s += (s.size() > 1 ? ", '" : "'") + n + "'";
+  return s + "}";
+}
+
+nlohmann::json ModuleSelector::to_json() const {
+  if (regex_) return *regex_;
+  if (!names_) return nullptr;
+  std::set<std::string> sorted(names_->begin(), names_->end());  // PEFT stores a set
+  return nlohmann::json(std::vector<std::string>(sorted.begin(), sorted.end()));
+}
+
+ModuleSelector ModuleSelector::from_json(const nlohmann::json& j, const char* field) {
+  if (j.is_null()) return {};
+  if (j.is_string()) return Regex{j.get<std::string>()};
+  PEFT_CHECK(j.is_array(), "adapter_config.json: '", field, "' must be null, a string or a list of strings, got ", j.dump());
+  std::vector<std::string> names;
+  for (const auto& e : j) {
+    PEFT_CHECK(e.is_string(), "adapter_config.json: '", field, "' must hold strings, got ", e.dump());
+    names.push_back(e.get<std::string>());
+  }
+  return names;
+}
+
+// ---------------------------------------------------------------- settings
+
+double LoraLayerSettings::scaling() const {
+  return use_rslora ? lora_alpha / std::sqrt(static_cast<double>(r)) : lora_alpha / static_cast<double>(r);
+}
+
+namespace {
+// PEFT's get_pattern_key: K matches a name when (.*\.)?(K)$ matches it.
+template <class V>
+const std::pair<std::string, V>* find_pattern(const std::vector<std::pair<std::string, V>>& patterns,
+                                              const std::string& name) {
+  for (const auto& kv : patterns) {
+    if (kv.first == name) return &kv;
+    if (std::regex_match(name, std::regex("(.*\\.)?(" + kv.first + ")"))) return &kv;
+  }
+  return nullptr;
+}
+}  // namespace
+
+LoraLayerSettings LoraConfig::settings_for(const std::string& module_name) const {
+  LoraLayerSettings s;
+  s.r = r;
+  s.lora_alpha = lora_alpha;
+  if (auto* p = find_pattern(rank_pattern, module_name)) s.r = p->second;
+  if (auto* p = find_pattern(alpha_pattern, module_name)) s.lora_alpha = p->second;
+  s.lora_dropout = lora_dropout;
+  s.init = init_lora_weights;
+  s.use_rslora = use_rslora;
+  s.use_dora = use_dora;
+  s.lora_bias = lora_bias;
+  return s;
+}
+
+void LoraConfig::validate() const {
+  PEFT_CHECK(r > 0, "`r` should be a positive integer value but the value passed is ", r);
+  for (const auto& kv : rank_pattern)
+    PEFT_CHECK(kv.second > 0, "`r` should be a positive integer value but the value passed is ", kv.second,
+               " (rank_pattern['", kv.first, "'])");
+  PEFT_CHECK(bias == "none" || bias == "all" || bias == "lora_only", "LoraConfig: bias must be 'none', 'all' or "
+             "'lora_only', got '", bias, "'");
+  PEFT_CHECK(lora_dropout >= 0 && lora_dropout < 1, "LoraConfig: lora_dropout must be in [0, 1), got ", lora_dropout);
+  if (target_modules.is_regex()) {
+    PEFT_CHECK(!layers_to_transform, "`layers_to_transform` cannot be used when `target_modules` is a str.");
+    PEFT_CHECK(!layers_pattern, "`layers_pattern` cannot be used when `target_modules` is a str.");
+  }
+  PEFT_CHECK(!(layers_pattern && !layers_pattern->empty() && (!layers_to_transform || layers_to_transform->empty())),
+             "When `layers_pattern` is specified, `layers_to_transform` must also be specified. ");
+  if (lora_bias) {
+    PEFT_CHECK(init_lora_weights != LoraInit::Random,
+               "The argument lora_bias=True is only supported with init_lora_weights=True or \"gaussian\".");
+    PEFT_CHECK(!use_dora, "The argument lora_bias=True is not supported for DoRA, please pass use_dora=False");
+  }
+  for (const auto& kv : rank_pattern) {
+    try {
+      std::regex re(kv.first);
+    } catch (const std::regex_error&) {
+      PEFT_ERROR("LoraConfig: rank_pattern key '", kv.first, "' is not a valid regular expression");
+    }
+  }
+  if (target_modules.is_regex()) {
+    try {
+      std::regex re(target_modules.regex());
+    } catch (const std::regex_error&) {
+      PEFT_ERROR("LoraConfig: target_modules '", target_modules.regex(), "' is not a valid regular expression");
+    }
+  }
+}
+
+// ---------------------------------------------------------------- JSON
+
+namespace {
+const char* init_name(LoraInit i) { return i == LoraInit::Gaussian ? "gaussian" : ""; }
+}  // namespace
+
+nlohmann::json LoraConfig::to_json() const {
+  nlohmann::json j;
+  j["peft_type"] = "LORA";
+  j["task_type"] = task_type ? nlohmann::json(*task_type) : nlohmann::json(nullptr);
+  j["base_model_name_or_path"] = base_model_name_or_path ? nlohmann::json(*base_model_name_or_path) : nlohmann::json(nullptr);
+  j["revision"] = nullptr;
+  j["auto_mapping"] = nullptr;
+  j["inference_mode"] = inference_mode;
+  j["r"] = r;
+  j["lora_alpha"] = lora_alpha == std::floor(lora_alpha) ? nlohmann::json(static_cast<int64_t>(lora_alpha))
+                                                          : nlohmann::json(lora_alpha);
+  j["lora_dropout"] = lora_dropout;
+  j["bias"] = bias;
+  j["target_modules"] = target_modules.to_json();
+  j["exclude_modules"] = exclude_modules.to_json();
+  j["modules_to_save"] = modules_to_save ? nlohmann::json(*modules_to_save) : nlohmann::json(nullptr);
+  if (init_lora_weights == LoraInit::Gaussian) j["init_lora_weights"] = init_name(init_lora_weights);
+  else j["init_lora_weights"] = init_lora_weights == LoraInit::Default;
+  j["use_rslora"] = use_rslora;
+  j["use_dora"] = use_dora;
+  j["lora_bias"] = lora_bias;
+  j["fan_in_fan_out"] = fan_in_fan_out;
+  j["rank_pattern"] = nlohmann::json::object();
+  for (const auto& kv : rank_pattern) j["rank_pattern"][kv.first] = kv.second;
+  j["alpha_pattern"] = nlohmann::json::object();
+  for (const auto& kv : alpha_pattern) j["alpha_pattern"][kv.first] = kv.second;
+  j["layers_to_transform"] = layers_to_transform ? nlohmann::json(*layers_to_transform) : nlohmann::json(nullptr);
+  j["layers_pattern"] = layers_pattern ? nlohmann::json(*layers_pattern) : nlohmann::json(nullptr);
+  j["megatron_config"] = nullptr;
+  j["megatron_core"] = "megatron.core";
+  j["loftq_config"] = nlohmann::json::object();
+  j["layer_replication"] = nullptr;
+  j["use_qalora"] = false;
+  j["qalora_group_size"] = 16;
+  j["runtime_config"] = {{"ephemeral_gpu_offload", false}};
+  return j;
+}
+
+namespace {
+template <class T>
+T get_typed(const nlohmann::json& j, const char* key, const char* type_desc, bool (nlohmann::json::*pred)() const) {
+  PEFT_CHECK((j.*pred)(), "adapter_config.json: '", key, "' must be ", type_desc, ", got ", j.dump());
+  return j.get<T>();
+}
+}  // namespace
+
+LoraConfig LoraConfig::from_json(const nlohmann::json& j, std::vector<std::string>* warnings) {
+  PEFT_CHECK(j.is_object(), "adapter_config.json: expected a JSON object, got ", j.type_name());
+  if (j.contains("peft_type"))
+    PEFT_CHECK(j["peft_type"] == "LORA", "adapter_config.json: peft_type is ", j["peft_type"].dump(),
+               ", only \"LORA\" is supported");
+  LoraConfig c;
+  // Keys PEFT writes that this engine does not use: accepted silently when null/default.
+  static const std::set<std::string> ignored = {
+      "peft_type", "revision", "auto_mapping", "megatron_config", "megatron_core", "loftq_config", "layer_replication",
+      "runtime_config", "use_qalora", "qalora_group_size", "peft_version", "eva_config", "corda_config",
+      "trainable_token_indices", "lora_ga_config", "target_parameters", "ensure_weight_tying", "alora_invocation_tokens",
+      "arrow_config", "layers_pattern_ignore"};
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& k = it.key();
+    const nlohmann::json& v = it.value();
+    if (k == "r") c.r = get_typed<int64_t>(v, "r", "an integer", &nlohmann::json::is_number_integer);
+    else if (k == "lora_alpha") c.lora_alpha = get_typed<double>(v, "lora_alpha", "a number", &nlohmann::json::is_number);
+    else if (k == "lora_dropout") c.lora_dropout = get_typed<double>(v, "lora_dropout", "a number", &nlohmann::json::is_number);
+    else if (k == "bias") c.bias = get_typed<std::string>(v, "bias", "a string", &nlohmann::json::is_string);
+    else if (k == "target_modules") c.target_modules = ModuleSelector::from_json(v, "target_modules");
+    else if (k == "exclude_modules") c.exclude_modules = ModuleSelector::from_json(v, "exclude_modules");
+    else if (k == "modules_to_save") {
+      if (!v.is_null()) {
+        PEFT_CHECK(v.is_array(), "adapter_config.json: 'modules_to_save' must be null or a list of strings, got ", v.dump());
+        std::vector<std::string> m;
+        for (const auto& e : v) {
+          PEFT_CHECK(e.is_string(), "adapter_config.json: 'modules_to_save' must hold strings, got ", e.dump());
+          m.push_back(e.get<std::string>());
+        }
+        c.modules_to_save = m;
+      }
+    } else if (k == "init_lora_weights") {
+      if (v.is_boolean()) c.init_lora_weights = v.get<bool>() ? LoraInit::Default : LoraInit::Random;
+      else if (v == "gaussian") c.init_lora_weights = LoraInit::Gaussian;
+      else PEFT_ERROR("adapter_config.json: init_lora_weights ", v.dump(), " is not supported (true, false or \"gaussian\")");
+    } else if (k == "use_rslora") c.use_rslora = get_typed<bool>(v, "use_rslora", "a boolean", &nlohmann::json::is_boolean);
+    else if (k == "use_dora") c.use_dora = get_typed<bool>(v, "use_dora", "a boolean", &nlohmann::json::is_boolean);
+    else if (k == "lora_bias") c.lora_bias = get_typed<bool>(v, "lora_bias", "a boolean", &nlohmann::json::is_boolean);
+    else if (k == "fan_in_fan_out") c.fan_in_fan_out = get_typed<bool>(v, "fan_in_fan_out", "a boolean", &nlohmann::json::is_boolean);
+    else if (k == "inference_mode") c.inference_mode = get_typed<bool>(v, "inference_mode", "a boolean", &nlohmann::json::is_boolean);
+    else if (k == "rank_pattern" || k == "alpha_pattern") {
+      PEFT_CHECK(v.is_object(), "adapter_config.json: '", k, "' must be an object, got ", v.dump());
+      for (auto p = v.begin(); p != v.end(); ++p) {
+        if (k == "rank_pattern")
+          c.rank_pattern.emplace_back(p.key(), get_typed<int64_t>(p.value(), "rank_pattern", "an object of integers",
+                                                                  &nlohmann::json::is_number_integer));
+        else
+          c.alpha_pattern.emplace_back(p.key(), get_typed<double>(p.value(), "alpha_pattern", "an object of numbers",
+                                                                  &nlohmann::json::is_number));
+      }
+    } else if (k == "layers_to_transform") {
+      if (v.is_number_integer()) c.layers_to_transform = std::vector<int64_t>{v.get<int64_t>()};
+      else if (!v.is_null()) {
+        PEFT_CHECK(v.is_array(), "adapter_config.json: 'layers_to_transform' must be null, an integer or a list, got ", v.dump());
+        std::vector<int64_t> l;
+        for (const auto& e : v) l.push_back(get_typed<int64_t>(e, "layers_to_transform", "integers", &nlohmann::json::is_number_integer));
+        c.layers_to_transform = l;
+      }
+    } else if (k == "layers_pattern") {
+      if (v.is_string()) c.layers_pattern = std::vector<std::string>{v.get<std::string>()};
+      else if (!v.is_null()) {
+        PEFT_CHECK(v.is_array(), "adapter_config.json: 'layers_pattern' must be null, a string or a list, got ", v.dump());
+        std::vector<std::string> l;
+        for (const auto& e : v) l.push_back(get_typed<std::string>(e, "layers_pattern", "strings", &nlohmann::json::is_string));
+        c.layers_pattern = l;
+      }
+    } else if (k == "base_model_name_or_path") {
+      if (!v.is_null()) c.base_model_name_or_path = get_typed<std::string>(v, k.c_str(), "a string", &nlohmann::json::is_string);
+    } else if (k == "task_type") {
+      if (!v.is_null()) c.task_type = get_typed<std::string>(v, k.c_str(), "a string", &nlohmann::json::is_string);
+    } else if (!ignored.count(k)) {
+      if (warnings) warnings->push_back("Unexpected keyword argument '" + k + "' in adapter_config.json; it is ignored.");
+    }
+  }
+  c.validate();
+  return c;
+}
+
+void LoraConfig::save(const std::string& dir) const {
+  io::write_file_atomic(dir + "/adapter_config.json", to_json().dump(2) + "\n", "LoraConfig::save");
+}
+
+LoraConfig LoraConfig::from_pretrained(const std::string& dir, std::vector<std::string>* warnings) {
+  const std::string path = dir + "/adapter_config.json";
+  std::ifstream f(path);
+  PEFT_CHECK(f.good(), "Can't find 'adapter_config.json' at '", dir, "'");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(ss.str());
+  } catch (const nlohmann::json::exception& e) {
+    PEFT_ERROR("adapter_config.json at '", dir, "' is not valid JSON: ", e.what());
+  }
+  return from_json(j, warnings);
+}
+
+}  // namespace peft

@@ -1,0 +1,236 @@
+#include "adapters/lora_layer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/ops.h"
+#include "layers/activation.h"
+#include "layers/init.h"
+#include "layers/linear.h"
+
+namespace peft {
+
+// ---------------------------------------------------------------- LoraLayer
+
+LoraLayer::LoraLayer(nn::ModulePtr base_layer) {
+  PEFT_CHECK(base_layer != nullptr, "LoraLayer: base_layer is null");
+  register_module("base_layer", base_layer);
+  register_module("lora_dropout", std::make_shared<nn::ModuleDict>());
+  register_module("lora_A", std::make_shared<nn::ModuleDict>());
+  register_module("lora_B", std::make_shared<nn::ModuleDict>());
+  register_module("lora_embedding_A", std::make_shared<nn::ParameterDict>());
+  register_module("lora_embedding_B", std::make_shared<nn::ParameterDict>());
+  register_module("lora_magnitude_vector", std::make_shared<nn::ModuleDict>());
+  training_ = base_layer->is_training();
+}
+
+nn::ModuleDict& LoraLayer::dict(const std::string& name) const {
+  return *std::dynamic_pointer_cast<nn::ModuleDict>(child(name));
+}
+
+nn::ParameterDict& LoraLayer::param_dict(const std::string& name) const {
+  return *std::dynamic_pointer_cast<nn::ParameterDict>(child(name));
+}
+
+void LoraLayer::add_adapter_settings(const std::string& name, const LoraLayerSettings& s) {
+  PEFT_CHECK(s.r > 0, "`r` should be a positive integer value but the value passed is ", s.r);
+  PEFT_CHECK(!settings_.count(name), type_name(), ": adapter '", name, "' already exists");
+  settings_[name] = s;
+  order_.push_back(name);
+}
+
+std::vector<std::string> LoraLayer::adapter_names() const { return order_; }
+
+const LoraLayerSettings& LoraLayer::settings(const std::string& name) const {
+  auto it = settings_.find(name);
+  PEFT_CHECK(it != settings_.end(), type_name(), ": no adapter named '", name, "'");
+  return it->second;
+}
+
+std::vector<std::pair<std::string, Tensor>> LoraLayer::adapter_parameters(const std::string& name) const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (auto& [path, t] : named_parameters()) {
+    if (path.rfind("base_layer.", 0) == 0) continue;
+    // "<container>.<adapter>" or "<container>.<adapter>.<param>"
+    auto dot = path.find('.');
+    if (dot == std::string::npos) continue;
+    std::string rest = path.substr(dot + 1);
+    if (rest == name || rest.rfind(name + ".", 0) == 0) out.emplace_back(path, t);
+  }
+  return out;
+}
+
+void LoraLayer::set_adapter(const std::vector<std::string>& names) {
+  // Only adapters this layer has take part; the others are frozen, the active ones trainable.
+  std::vector<std::string> active;
+  for (const auto& n : names)
+    if (settings_.count(n)) active.push_back(n);
+  for (const auto& n : order_) {
+    bool on = std::find(active.begin(), active.end(), n) != active.end();
+    for (auto& kv : adapter_parameters(n)) kv.second.set_requires_grad(on);
+  }
+  active_ = names;
+}
+
+std::vector<std::string> LoraLayer::forward_adapters() const {
+  std::vector<std::string> out;
+  for (const auto& n : active_)
+    if (settings_.count(n)) out.push_back(n);
+  return out;
+}
+
+void LoraLayer::delete_adapter(const std::string& name) {
+  PEFT_CHECK(settings_.count(name), type_name(), ": no adapter named '", name, "'");
+  PEFT_CHECK(std::find(merged_.begin(), merged_.end(), name) == merged_.end(), type_name(), ": adapter '", name,
+             "' is merged; unmerge it before deleting it");
+  for (auto& [cname, c] : named_children()) {
+    if (cname == "base_layer") continue;
+    if (c->has_child(name)) c->unregister_module(name);
+    if (c->has_param(name)) c->unregister_parameter(name);
+  }
+  settings_.erase(name);
+  order_.erase(std::find(order_.begin(), order_.end(), name));
+  active_.erase(std::remove(active_.begin(), active_.end(), name), active_.end());
+}
+
+Tensor& LoraLayer::merge_target() { return base_layer()->param("weight"); }
+
+Tensor LoraLayer::get_delta_weight(const std::string&) const {
+  PEFT_ERROR(type_name(), ": this LoRA layer does not support merging");
+}
+
+void LoraLayer::merge(bool safe_merge, const std::vector<std::string>& adapter_names) {
+  std::vector<std::string> names = adapter_names.empty() ? forward_adapters() : adapter_names;
+  NoGradGuard g;
+  Tensor& w = merge_target();
+  for (const auto& n : names) {
+    PEFT_CHECK(settings_.count(n), type_name(), ": no adapter named '", n, "' to merge");
+    if (std::find(merged_.begin(), merged_.end(), n) != merged_.end()) continue;
+    Tensor delta = get_delta_weight(n);
+    if (safe_merge) {
+      Tensor merged = add(w.detach(), delta);
+      bool finite = true;
+      for (double v : merged.to_vector<double>())
+        if (!std::isfinite(v)) { finite = false; break; }
+      PEFT_CHECK(finite, "NaNs detected in the merged weights. The adapter ", n, " seems to be broken");
+      w.copy_(merged);
+    } else {
+      w.add_(delta);
+    }
+    merged_.push_back(n);
+  }
+}
+
+void LoraLayer::unmerge() {
+  NoGradGuard g;
+  Tensor& w = merge_target();
+  while (!merged_.empty()) {
+    std::string n = merged_.back();
+    merged_.pop_back();
+    w.add_(get_delta_weight(n), -1.0);
+  }
+}
+
+// ---------------------------------------------------------------- LoraLinear
+
+LoraLinear::LoraLinear(std::shared_ptr<nn::Module> base, const std::string& adapter_name, const LoraLayerSettings& s)
+    : LoraLayer(base) {
+  PEFT_CHECK(std::dynamic_pointer_cast<nn::Linear>(base) != nullptr, "lora.Linear: base layer must be a Linear, got ",
+             base->type_name());
+  update_layer(adapter_name, s);
+}
+
+void LoraLinear::update_layer(const std::string& name, const LoraLayerSettings& s) {
+  PEFT_CHECK(!s.use_dora, "lora.Linear: DoRA is not implemented yet");
+  add_adapter_settings(name, s);
+  auto base = std::dynamic_pointer_cast<nn::Linear>(base_layer());
+  const DType dt = base->weight().dtype();
+  dict("lora_dropout").insert(name, s.lora_dropout > 0 ? nn::ModulePtr(std::make_shared<nn::Dropout>(s.lora_dropout))
+                                                       : nn::ModulePtr(std::make_shared<nn::Identity>()));
+  auto A = std::make_shared<nn::Linear>(base->in_features(), s.r, false, dt);
+  auto B = std::make_shared<nn::Linear>(s.r, base->out_features(), s.lora_bias, dt);
+  // PEFT's reset_lora_parameters: True → A kaiming_uniform(a=√5), B = 0; "gaussian" → A ~ N(0, 1/r),
+  // B = 0; False → both keep nn.Linear's random init.
+  if (s.init == LoraInit::Gaussian) nn::init::normal_(A->weight(), 0.0, 1.0 / static_cast<double>(s.r));
+  if (s.init != LoraInit::Random) {
+    nn::init::zeros_(B->weight());
+    if (s.lora_bias) {
+      Tensor b = B->bias();
+      nn::init::zeros_(b);
+    }
+  }
+  dict("lora_A").insert(name, A);
+  dict("lora_B").insert(name, B);
+  if (!base->is_training()) train(false);
+  else train(is_training());
+}
+
+Tensor LoraLinear::forward(const Tensor& x) {
+  nn::ModulePtr base = base_layer();
+  if (disabled()) {
+    if (merged()) unmerge();
+    return base->forward(x);
+  }
+  if (merged()) return base->forward(x);
+  std::vector<std::string> names = forward_adapters();
+  if (names.empty()) return base->forward(x);
+  Tensor w = base->param("weight");
+  Tensor b = base->has_param("bias") ? base->param("bias") : Tensor();
+  Tensor result;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string& n = names[i];
+    auto A = std::dynamic_pointer_cast<nn::Linear>(dict("lora_A")[n]);
+    auto B = std::dynamic_pointer_cast<nn::Linear>(dict("lora_B")[n]);
+    const LoraLayerSettings& s = settings(n);
+    const double p = is_training() ? s.lora_dropout : 0.0;  // the fused op's own dropout
+    if (i == 0) {
+      // The base product and the first adapter in one fused op.
+      result = lora_linear(x, w, b, A->weight(), B->weight(), s.scaling(), p, is_training());
+    } else {
+      Tensor h = dict("lora_dropout")[n]->forward(x);
+      result = add(result, mul(linear(linear(h, A->weight()), B->weight()), s.scaling()));
+    }
+    if (s.lora_bias) result = add(result, mul(B->bias(), s.scaling()));
+  }
+  return result;
+}
+
+Tensor LoraLinear::get_delta_weight(const std::string& name) const {
+  auto A = std::dynamic_pointer_cast<nn::Linear>(dict("lora_A")[name]);
+  auto B = std::dynamic_pointer_cast<nn::Linear>(dict("lora_B")[name]);
+  NoGradGuard g;
+  return mul(matmul(B->weight(), A->weight()), scaling(name));
+}
+
+void LoraLinear::merge(bool safe_merge, const std::vector<std::string>& adapter_names) {
+  std::vector<std::string> names = adapter_names.empty() ? forward_adapters() : adapter_names;
+  auto base = base_layer();
+  for (const auto& n : names) {
+    if (settings(n).lora_bias)
+      PEFT_CHECK(base->has_param("bias"), "Impossible to merge LoRA with `lora_bias=True` because the base layer has "
+                 "no bias.");
+  }
+  const size_t before = merged_adapters().size();
+  LoraLayer::merge(safe_merge, names);
+  // lora_bias: the LoRA bias joins the base bias.
+  NoGradGuard g;
+  for (size_t i = before; i < merged_adapters().size(); ++i) {
+    const std::string& n = merged_adapters()[i];
+    if (!settings(n).lora_bias) continue;
+    auto B = std::dynamic_pointer_cast<nn::Linear>(dict("lora_B")[n]);
+    base->param("bias").add_(B->bias(), scaling(n));
+  }
+}
+
+void LoraLinear::unmerge() {
+  NoGradGuard g;
+  auto base = base_layer();
+  for (const auto& n : merged_adapters()) {
+    if (!settings(n).lora_bias) continue;
+    auto B = std::dynamic_pointer_cast<nn::Linear>(dict("lora_B")[n]);
+    base->param("bias").add_(B->bias(), -scaling(n));
+  }
+  LoraLayer::unmerge();
+}
+
+}  // namespace peft

@@ -1,0 +1,84 @@
+// LoraLayer: the base of every LoRA layer, built-in or user-written. It owns the wrapped
+// `base_layer` and PEFT's per-adapter containers (lora_dropout, lora_A, lora_B,
+// lora_embedding_A, lora_embedding_B, lora_magnitude_vector), the per-adapter rank and
+// scaling, and the active / disabled / merged state. A subclass adds its parameters in
+// update_layer() under names starting with "lora_", computes its output in forward(), and
+// implements get_delta_weight() (or merge()/unmerge()) if it can be merged.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "adapters/lora_config.h"
+#include "layers/container.h"
+
+namespace peft {
+
+class LoraLayer : public nn::Module {
+ public:
+  LoraLayer(nn::ModulePtr base_layer);
+
+  nn::ModulePtr base_layer() const { return child("base_layer"); }
+  // Adds adapter `name` with `settings` (r <= 0 or a duplicate name throw).
+  virtual void update_layer(const std::string& name, const LoraLayerSettings& settings) = 0;
+  // Removes an adapter's parameters (refused while merged).
+  virtual void delete_adapter(const std::string& name);
+
+  // ---- state
+  std::vector<std::string> adapter_names() const;
+  bool has_adapter(const std::string& name) const { return settings_.count(name) > 0; }
+  const LoraLayerSettings& settings(const std::string& name) const;
+  double scaling(const std::string& name) const { return settings(name).scaling(); }
+  const std::vector<std::string>& active_adapters() const { return active_; }
+  // Only adapters this layer has are activated; their parameters become trainable, others frozen
+  // (PEFT's set_adapter).
+  void set_adapter(const std::vector<std::string>& names);
+  bool disabled() const { return disabled_; }
+  void enable_adapters(bool enabled) { disabled_ = !enabled; }
+  const std::vector<std::string>& merged_adapters() const { return merged_; }
+  bool merged() const { return !merged_.empty(); }
+
+  // ---- merging (PEFT semantics). safe_merge checks the result for NaN/Inf first.
+  // Default implementation: base weight += get_delta_weight(name) for every adapter given
+  // (default: the active ones not yet merged).
+  virtual void merge(bool safe_merge = false, const std::vector<std::string>& adapter_names = {});
+  virtual void unmerge();
+  // Delta of the base weight for one adapter, in the base weight's shape.
+  virtual Tensor get_delta_weight(const std::string& name) const;
+  // The base-layer tensor merges modify ("weight" by default).
+  virtual Tensor& merge_target();
+
+  // Number of trainable-on-request parameters owned by adapter `name` (for counting).
+  std::vector<std::pair<std::string, Tensor>> adapter_parameters(const std::string& name) const;
+
+ protected:
+  // Records settings and registers nothing; subclasses call this first in update_layer.
+  void add_adapter_settings(const std::string& name, const LoraLayerSettings& settings);
+  // The containers PEFT creates in LoraLayer.__init__, in its order.
+  nn::ModuleDict& dict(const std::string& name) const;
+  nn::ParameterDict& param_dict(const std::string& name) const;
+  // Adapters that take part in forward: active ones this layer has, in activation order.
+  std::vector<std::string> forward_adapters() const;
+
+ private:
+  std::map<std::string, LoraLayerSettings> settings_;
+  std::vector<std::string> order_;  // adapter insertion order
+  std::vector<std::string> active_ = {"default"};
+  std::vector<std::string> merged_;
+  bool disabled_ = false;
+};
+
+// PEFT's lora.Linear: y = base(x) + Σ_active s·B(A(dropout(x))) (+ DoRA, lora_bias), through
+// the fused lora_linear op for plain adapters.
+class LoraLinear : public LoraLayer {
+ public:
+  LoraLinear(std::shared_ptr<nn::Module> base, const std::string& adapter_name, const LoraLayerSettings& settings);
+  std::string type_name() const override { return "lora.Linear"; }
+  Tensor forward(const Tensor& x) override;
+  void update_layer(const std::string& name, const LoraLayerSettings& settings) override;
+  Tensor get_delta_weight(const std::string& name) const override;
+  void merge(bool safe_merge = false, const std::vector<std::string>& adapter_names = {}) override;
+  void unmerge() override;
+};
+
+}  // namespace peft

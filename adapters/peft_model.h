@@ -1,0 +1,94 @@
+// PeftModel: what get_peft_model returns. Its children are "base_model" (a LoraModel) whose
+// child "model" is the user's model, so parameter names read "base_model.model.seq.0..." as
+// in PEFT. Saving and loading write and read PEFT's files and keys exactly.
+#pragma once
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "adapters/lora_model.h"
+
+namespace peft {
+
+class PeftModel;
+
+// Inside its scope every adapter is off and the model computes its base output
+// (PEFT's `with model.disable_adapter():`).
+class DisableAdapterGuard {
+ public:
+  explicit DisableAdapterGuard(PeftModel& m);
+  ~DisableAdapterGuard();
+  DisableAdapterGuard(const DisableAdapterGuard&) = delete;
+  DisableAdapterGuard& operator=(const DisableAdapterGuard&) = delete;
+
+ private:
+  PeftModel& model_;
+};
+
+class PeftModel : public nn::Module {
+ public:
+  PeftModel(nn::ModulePtr model, const LoraConfig& config, const std::string& adapter_name = "default");
+  std::string type_name() const override { return "PeftModel"; }
+  Tensor forward(const Tensor& x) override { return base_model()->forward(x); }
+
+  std::shared_ptr<LoraModel> base_model() const;
+  // The adapted user model (PEFT's base_model.model).
+  nn::ModulePtr model() const { return base_model()->model(); }
+  const std::map<std::string, LoraConfig>& peft_config() const { return base_model()->peft_config(); }
+
+  // (trainable, all); shared parameters count once.
+  std::pair<int64_t, int64_t> get_nb_trainable_parameters() const;
+  // "trainable params: 52,162 || all params: 4,100,164 || trainable%: 1.2722"
+  void print_trainable_parameters(std::ostream& os) const;
+  void print_trainable_parameters() const;
+  std::vector<Tensor> trainable_parameters() const;
+  const std::vector<std::string>& targeted_module_names() const { return base_model()->targeted_module_names(); }
+
+  void add_adapter(const std::string& name, const LoraConfig& config);
+  void set_adapter(const std::string& name) { set_adapter(std::vector<std::string>{name}); }
+  void set_adapter(const std::vector<std::string>& names);
+  const std::vector<std::string>& active_adapters() const { return base_model()->active_adapters(); }
+  const std::string& active_adapter() const { return active_adapters().front(); }
+  [[nodiscard]] std::unique_ptr<DisableAdapterGuard> disable_adapter() { return std::make_unique<DisableAdapterGuard>(*this); }
+  void delete_adapter(const std::string& name) { base_model()->delete_adapter(name); }
+  void merge_adapter(bool safe_merge = false, const std::vector<std::string>& names = {}) {
+    base_model()->merge_adapter(safe_merge, names);
+  }
+  void unmerge_adapter() { base_model()->unmerge_adapter(); }
+  // The user's model with merged weights and no adapter layers; this PeftModel is spent.
+  nn::ModulePtr merge_and_unload(bool safe_merge = false) { return base_model()->unload_impl(true, safe_merge); }
+  // The user's model without adapter layers (weights as before injection).
+  nn::ModulePtr unload() { return base_model()->unload_impl(false, false); }
+
+  // ---- PEFT-compatible files
+  // dir/adapter_model.safetensors + dir/adapter_config.json for "default"; other adapters in
+  // dir/<name>/. `adapters` empty: all.
+  void save_pretrained(const std::string& dir, const std::vector<std::string>& adapters = {}) const;
+  // Adds adapter `name` from a directory PEFT wrote; frozen unless is_trainable. Missing keys
+  // warn (through `warnings`, else stderr); a shape mismatch throws naming key and shapes and
+  // leaves the model as it was.
+  void load_adapter(const std::string& dir, const std::string& name, bool is_trainable = false,
+                    std::vector<std::string>* warnings = nullptr);
+  static std::shared_ptr<PeftModel> from_pretrained(nn::ModulePtr model, const std::string& dir,
+                                                    std::optional<LoraConfig> config = std::nullopt,
+                                                    const std::string& adapter_name = "default",
+                                                    bool is_trainable = false,
+                                                    std::vector<std::string>* warnings = nullptr);
+};
+
+// get_peft_model(model, config): wraps and adapts `model` for adapter "default".
+std::shared_ptr<PeftModel> get_peft_model(nn::ModulePtr model, const LoraConfig& config,
+                                          const std::string& adapter_name = "default");
+
+// The adapter's state dict with PEFT's keys (adapter name removed), relative to `model`;
+// `prefix` ("base_model.model." for a PeftModel) is prepended.
+NamedTensors get_peft_model_state_dict(nn::Module& model, const LoraConfig& config, const std::string& adapter_name,
+                                       const std::string& prefix);
+// Loads PEFT keys (with or without the prefix) into adapter `adapter_name` of `model`. All
+// checks first; returns the adapter keys the file lacked.
+std::vector<std::string> set_peft_model_state_dict(nn::Module& model, const NamedTensors& state,
+                                                   const std::string& adapter_name);
+
+}  // namespace peft
