@@ -1,5 +1,7 @@
 #include "adapters/dispatch.h"
 
+#include "adapters/lora_conv2d.h"
+#include "adapters/lora_embedding.h"
 #include "adapters/lora_layer.h"
 #include "layers/conv.h"
 #include "layers/embedding.h"
@@ -21,7 +23,10 @@ LoraDispatchEntry make_entry(const std::string& name) {
 
 std::vector<LoraDispatchEntry> register_builtin_lora_layers() {
   std::vector<LoraDispatchEntry> t;
+  // The order of PEFT's "only the following modules are supported" list.
   t.push_back(make_entry<nn::Linear, LoraLinear>("Linear"));
+  t.push_back(make_entry<nn::Embedding, LoraEmbedding>("Embedding"));
+  t.push_back(make_entry<nn::Conv2d, LoraConv2d>("Conv2d"));
   return t;
 }
 }  // namespace
@@ -52,8 +57,9 @@ const LoraDispatchEntry* find_lora_dispatch(const LoraConfig& config, const nn::
 
 void throw_unsupported_module(const LoraConfig& config, const nn::Module& module) {
   std::string list;
-  for (const auto& n : supported_lora_types(config)) list += (list.empty() ? "" : ", ") + n;
-  PEFT_ERROR("Target module ", module.type_name(), " is not supported. Currently, only the following modules are "
+  for (const auto& n : supported_lora_types(config)) list += (list.empty() ? "`" : ", `") + n + "`";
+  std::string repr = module.repr();
+  PEFT_ERROR("Target module ", repr, " is not supported. Currently, only the following modules are "
              "supported: ", list, ".");
 }
 

@@ -2,6 +2,7 @@
 
 #include <cxxabi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <regex>
@@ -141,7 +142,10 @@ nlohmann::json LoraConfig::to_json() const {
   j["task_type"] = task_type ? nlohmann::json(*task_type) : nlohmann::json(nullptr);
   j["base_model_name_or_path"] = base_model_name_or_path ? nlohmann::json(*base_model_name_or_path) : nlohmann::json(nullptr);
   j["revision"] = nullptr;
-  j["auto_mapping"] = nullptr;
+  if (auto_mapping && !task_type)
+    j["auto_mapping"] = {{"base_model_class", auto_mapping->first}, {"parent_library", auto_mapping->second}};
+  else
+    j["auto_mapping"] = nullptr;
   j["inference_mode"] = inference_mode;
   j["r"] = r;
   j["lora_alpha"] = lora_alpha == std::floor(lora_alpha) ? nlohmann::json(static_cast<int64_t>(lora_alpha))
@@ -169,7 +173,15 @@ nlohmann::json LoraConfig::to_json() const {
   j["layer_replication"] = nullptr;
   j["use_qalora"] = false;
   j["qalora_group_size"] = 16;
-  j["runtime_config"] = {{"ephemeral_gpu_offload", false}};
+  j["ensure_weight_tying"] = false;
+  // Options of PEFT's other LoRA variants this engine does not implement: written as PEFT
+  // writes their defaults, so Python PEFT reads the file without surprises.
+  for (const char* k : {"alora_invocation_tokens", "arrow_config", "corda_config", "eva_config", "kasa_config",
+                        "lora_ga_config", "monteclora_config", "target_parameters", "trainable_token_indices",
+                        "use_bdlora", "velora_config"})
+    j[k] = nullptr;
+  // The PEFT release whose file format this engine reproduces.
+  j["peft_version"] = kPeftFormatVersion;
   return j;
 }
 
@@ -192,7 +204,8 @@ LoraConfig LoraConfig::from_json(const nlohmann::json& j, std::vector<std::strin
       "peft_type", "revision", "auto_mapping", "megatron_config", "megatron_core", "loftq_config", "layer_replication",
       "runtime_config", "use_qalora", "qalora_group_size", "peft_version", "eva_config", "corda_config",
       "trainable_token_indices", "lora_ga_config", "target_parameters", "ensure_weight_tying", "alora_invocation_tokens",
-      "arrow_config", "layers_pattern_ignore"};
+      "arrow_config", "kasa_config", "monteclora_config", "use_bdlora", "velora_config"};
+  std::vector<std::string> unknown;
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& k = it.key();
     const nlohmann::json& v = it.value();
@@ -252,15 +265,24 @@ LoraConfig LoraConfig::from_json(const nlohmann::json& j, std::vector<std::strin
     } else if (k == "task_type") {
       if (!v.is_null()) c.task_type = get_typed<std::string>(v, k.c_str(), "a string", &nlohmann::json::is_string);
     } else if (!ignored.count(k)) {
-      if (warnings) warnings->push_back("Unexpected keyword argument '" + k + "' in adapter_config.json; it is ignored.");
+      unknown.push_back(k);
     }
+  }
+  if (!unknown.empty() && warnings) {
+    std::sort(unknown.begin(), unknown.end());
+    std::string list;
+    for (const auto& k : unknown) list += (list.empty() ? "'" : ", '") + k + "'";
+    warnings->push_back("Unexpected keyword arguments [" + list + "] for class LoraConfig, these are ignored. This "
+                        "probably means that you're loading a configuration file that was saved using a higher version "
+                        "of the library and additional parameters have been introduced since. It is highly recommended "
+                        "to upgrade the PEFT version before continuing (e.g. by running `pip install -U peft`).");
   }
   c.validate();
   return c;
 }
 
 void LoraConfig::save(const std::string& dir) const {
-  io::write_file_atomic(dir + "/adapter_config.json", to_json().dump(2) + "\n", "LoraConfig::save");
+  io::write_file_atomic(dir + "/adapter_config.json", to_json().dump(2), "LoraConfig::save");
 }
 
 LoraConfig LoraConfig::from_pretrained(const std::string& dir, std::vector<std::string>* warnings) {

@@ -70,6 +70,9 @@ struct LoraDispatchEntry {
                                            const LoraLayerSettings& settings)> create;
 };
 
+// The Hugging Face PEFT release whose adapter file format (keys, config fields) is reproduced.
+inline constexpr const char* kPeftFormatVersion = "0.21.2";
+
 struct LoraConfig {
   int64_t r = 8;
   double lora_alpha = 8;
@@ -91,6 +94,8 @@ struct LoraConfig {
   bool inference_mode = false;
   std::optional<std::string> base_model_name_or_path;
   std::optional<std::string> task_type;
+  // PEFT's auto_mapping for custom models: {"base_model_class": ..., "parent_library": ...}; set by save_pretrained.
+  std::optional<std::pair<std::string, std::string>> auto_mapping;
 
   // Throws peft::Error with PEFT's message for invalid combinations.
   void validate() const;

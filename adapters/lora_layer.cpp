@@ -141,7 +141,8 @@ LoraLinear::LoraLinear(std::shared_ptr<nn::Module> base, const std::string& adap
 }
 
 void LoraLinear::update_layer(const std::string& name, const LoraLayerSettings& s) {
-  PEFT_CHECK(!s.use_dora, "lora.Linear: DoRA is not implemented yet");
+  PEFT_CHECK(!(s.lora_bias && s.use_dora),
+             "The argument lora_bias=True is not supported for DoRA, please pass use_dora=False");
   add_adapter_settings(name, s);
   auto base = std::dynamic_pointer_cast<nn::Linear>(base_layer());
   const DType dt = base->weight().dtype();
@@ -161,6 +162,12 @@ void LoraLinear::update_layer(const std::string& name, const LoraLayerSettings& 
   }
   dict("lora_A").insert(name, A);
   dict("lora_B").insert(name, B);
+  if (s.use_dora) {  // after A and B are initialised, as PEFT's DoraLinearVariant.init
+    auto dora = std::make_shared<DoraLayer>(DoraLayer::Kind::Linear);
+    NoGradGuard g;
+    dora->init(base->weight(), matmul(B->weight(), A->weight()), s.scaling());
+    dict("lora_magnitude_vector").insert(name, dora);
+  }
   if (!base->is_training()) train(false);
   else train(is_training());
 }
@@ -179,9 +186,14 @@ Tensor LoraLinear::forward(const Tensor& x) {
   Tensor result;
   for (size_t i = 0; i < names.size(); ++i) {
     const std::string& n = names[i];
+    const LoraLayerSettings& s = settings(n);
+    if (s.use_dora) {
+      if (i == 0) result = base->forward(x);
+      result = dora_forward(x, n, result);
+      continue;
+    }
     auto A = std::dynamic_pointer_cast<nn::Linear>(dict("lora_A")[n]);
     auto B = std::dynamic_pointer_cast<nn::Linear>(dict("lora_B")[n]);
-    const LoraLayerSettings& s = settings(n);
     const double p = is_training() ? s.lora_dropout : 0.0;  // the fused op's own dropout
     if (i == 0) {
       // The base product and the first adapter in one fused op.
@@ -195,11 +207,41 @@ Tensor LoraLinear::forward(const Tensor& x) {
   return result;
 }
 
+Tensor LoraLinear::dora_forward(const Tensor& x, const std::string& n, const Tensor& result) {
+  auto base = std::dynamic_pointer_cast<nn::Linear>(base_layer());
+  auto A = std::dynamic_pointer_cast<nn::Linear>(dict("lora_A")[n]);
+  auto B = std::dynamic_pointer_cast<nn::Linear>(dict("lora_B")[n]);
+  auto dora = std::dynamic_pointer_cast<DoraLayer>(dict("lora_magnitude_vector")[n]);
+  nn::ModulePtr dropout = dict("lora_dropout")[n];
+  const double s = scaling(n);
+  Tensor w = base->weight();
+  // PEFT: without dropout (or in eval) the base product is `result` minus the bias; with dropout
+  // it is recomputed on the dropped-out input, which the LoRA branch then uses too.
+  Tensor h = x, base_result;
+  if (std::dynamic_pointer_cast<nn::Identity>(dropout) || !is_training()) {
+    base_result = base->has_param("bias") ? sub(result, base->bias()) : result;
+  } else {
+    h = dropout->forward(x);
+    base_result = linear(h, w);
+  }
+  Tensor lora_weight;
+  {
+    NoGradGuard g;
+    lora_weight = matmul(B->weight(), A->weight());
+  }
+  Tensor f = dora->scale(w, lora_weight, s);  // (out): broadcasts over the last dim
+  Tensor lora_result = B->forward(A->forward(h));
+  return add(result, add(mul(add(f, -1.0), base_result), mul(mul(f, lora_result), s)));
+}
+
 Tensor LoraLinear::get_delta_weight(const std::string& name) const {
   auto A = std::dynamic_pointer_cast<nn::Linear>(dict("lora_A")[name]);
   auto B = std::dynamic_pointer_cast<nn::Linear>(dict("lora_B")[name]);
   NoGradGuard g;
-  return mul(matmul(B->weight(), A->weight()), scaling(name));
+  Tensor delta = mul(matmul(B->weight(), A->weight()), scaling(name));
+  if (merge_phase_ == MergePhase::None || !settings(name).use_dora) return delta;
+  auto dora = std::dynamic_pointer_cast<DoraLayer>(dict("lora_magnitude_vector")[name]);
+  return dora_effective_delta(merge_phase_, *dora, base_layer()->param("weight"), delta);
 }
 
 void LoraLinear::merge(bool safe_merge, const std::vector<std::string>& adapter_names) {
@@ -211,7 +253,10 @@ void LoraLinear::merge(bool safe_merge, const std::vector<std::string>& adapter_
                  "no bias.");
   }
   const size_t before = merged_adapters().size();
-  LoraLayer::merge(safe_merge, names);
+  {
+    MergePhaseScope phase(merge_phase_, MergePhase::Merging);
+    LoraLayer::merge(safe_merge, names);
+  }
   // lora_bias: the LoRA bias joins the base bias.
   NoGradGuard g;
   for (size_t i = before; i < merged_adapters().size(); ++i) {
@@ -223,13 +268,16 @@ void LoraLinear::merge(bool safe_merge, const std::vector<std::string>& adapter_
 }
 
 void LoraLinear::unmerge() {
-  NoGradGuard g;
-  auto base = base_layer();
-  for (const auto& n : merged_adapters()) {
-    if (!settings(n).lora_bias) continue;
-    auto B = std::dynamic_pointer_cast<nn::Linear>(dict("lora_B")[n]);
-    base->param("bias").add_(B->bias(), -scaling(n));
+  {
+    NoGradGuard g;
+    auto base = base_layer();
+    for (const auto& n : merged_adapters()) {
+      if (!settings(n).lora_bias) continue;
+      auto B = std::dynamic_pointer_cast<nn::Linear>(dict("lora_B")[n]);
+      base->param("bias").add_(B->bias(), -scaling(n));
+    }
   }
+  MergePhaseScope phase(merge_phase_, MergePhase::Unmerging);
   LoraLayer::unmerge();
 }
 

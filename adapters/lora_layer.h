@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "adapters/lora_config.h"
+#include "adapters/lora_dora.h"
 #include "layers/container.h"
 
 namespace peft {
@@ -68,17 +69,24 @@ class LoraLayer : public nn::Module {
   bool disabled_ = false;
 };
 
-// PEFT's lora.Linear: y = base(x) + Σ_active s·B(A(dropout(x))) (+ DoRA, lora_bias), through
-// the fused lora_linear op for plain adapters.
+// PEFT's lora.Linear: y = base(x) + Σ_active s·B(A(dropout(x))) (+ lora_bias), through the
+// fused lora_linear op for the first plain adapter. A DoRA adapter (use_dora) adds
+// (f − 1)·(base product) + f·s·B(A(x)) with f = m / ||W + s·B·A|| (adapters/lora_dora.h).
 class LoraLinear : public LoraLayer {
  public:
   LoraLinear(std::shared_ptr<nn::Module> base, const std::string& adapter_name, const LoraLayerSettings& settings);
   std::string type_name() const override { return "lora.Linear"; }
   Tensor forward(const Tensor& x) override;
   void update_layer(const std::string& name, const LoraLayerSettings& settings) override;
+  // s·B·A; while merging / unmerging a DoRA adapter, the change DoRA applies to W instead.
   Tensor get_delta_weight(const std::string& name) const override;
   void merge(bool safe_merge = false, const std::vector<std::string>& adapter_names = {}) override;
   void unmerge() override;
+
+ private:
+  // PEFT's DoraLinearVariant.forward: `result` is the output so far (base plus earlier adapters).
+  Tensor dora_forward(const Tensor& x, const std::string& name, const Tensor& result);
+  mutable MergePhase merge_phase_ = MergePhase::None;
 };
 
 }  // namespace peft

@@ -26,18 +26,28 @@ bool selector_matches(const ModuleSelector& sel, const std::string& name) {
   return false;
 }
 
-// The layer index of `name` for layers_to_transform: the number after one of the layer
-// patterns ("layers", "h", "blocks", ... or the config's), as PEFT's default regex.
+// The layer index of `name` for layers_to_transform, with PEFT's regexes: without
+// layers_pattern the first number preceded by two dotted segments; with patterns, the number
+// after the first pattern that matches.
 std::optional<int64_t> layer_index(const LoraConfig& cfg, const std::string& name) {
-  std::vector<std::string> patterns = cfg.layers_pattern && !cfg.layers_pattern->empty()
-                                          ? *cfg.layers_pattern
-                                          : std::vector<std::string>{"layers", "h", "block", "blocks", "layer"};
-  for (const auto& p : patterns) {
-    std::smatch m;
-    std::regex re(".*\\." + p + "\\.(\\d+)\\..*");
-    if (std::regex_match(name, m, re)) return std::stoll(m[1].str());
+  std::smatch m;
+  if (!cfg.layers_pattern || cfg.layers_pattern->empty()) {
+    if (std::regex_search(name, m, std::regex(R"(^.*?\.[^.]*\.(\d+)\.)"))) return std::stoll(m[1].str());
+    return std::nullopt;
   }
+  for (const auto& p : *cfg.layers_pattern)
+    if (std::regex_search(name, m, std::regex("^(?:.*?\\.)?" + p + R"(\.(\d+)\.)"))) return std::stoll(m[1].str());
   return std::nullopt;
+}
+
+// PEFT: a modules_to_save entry m covers the module and everything inside it,
+// (^|.*\.)m($|\..*).
+bool inside_modules_to_save(const LoraConfig& cfg, const std::string& name) {
+  if (!cfg.modules_to_save) return false;
+  for (const auto& e : *cfg.modules_to_save)
+    if (name_matches_entry(name, e) || name.find("." + e + ".") != std::string::npos || name.rfind(e + ".", 0) == 0)
+      return true;
+  return false;
 }
 
 bool is_adapter_container(const nn::Module& m) {
@@ -54,61 +64,66 @@ struct Plan {
 // Decides everything and builds the new layers without touching the model.
 Plan plan_injection(nn::Module& root, const LoraConfig& cfg, const std::string& adapter) {
   cfg.validate();
-  PEFT_CHECK(cfg.target_modules.is_set(), "Please specify `target_modules` in `peft_config`");
+  PEFT_CHECK(cfg.target_modules.is_set(), "Please specify `target_modules` or `target_parameters`in `peft_config`");
   Plan plan;
-  std::vector<std::string> inside;  // prefixes of adapter containers and modules_to_save
-  bool any_target_match = false, any_excluded = false;
+  std::vector<std::string> inside;  // prefixes of adapter layers and wrappers: never matched (rule 5)
+  std::vector<std::string> excluded, unmatched;
   for (auto& [name, module] : root.named_modules()) {
     if (name.empty()) continue;
     bool nested = false;
     for (const auto& p : inside) nested = nested || name.rfind(p + ".", 0) == 0;
-    if (nested) continue;  // rule 5 (inside an adapter layer) and rule 2 (inside modules_to_save)
-    if (cfg.modules_to_save) {
-      bool save = false;
-      for (const auto& e : *cfg.modules_to_save) save = save || name_matches_entry(name, e);
-      if (save) {
-        plan.to_save.emplace_back(name, module);
-        inside.push_back(name);
-        continue;
-      }
-    }
-    if (is_adapter_container(*module) && !dynamic_cast<LoraLayer*>(module.get())) {
-      inside.push_back(name);
+    if (nested) continue;
+    if (is_adapter_container(*module) && !dynamic_cast<LoraLayer*>(module.get())) inside.push_back(name);
+    // PEFT's order: exclude_modules, then modules_to_save (rule 1, rule 2), then the targets.
+    if (exclude_matches(cfg, name) || inside_modules_to_save(cfg, name)) {
+      excluded.push_back(name);
+      if (cfg.modules_to_save)
+        for (const auto& e : *cfg.modules_to_save)
+          if (name_matches_entry(name, e)) plan.to_save.emplace_back(name, module);
+      if (is_adapter_container(*module)) inside.push_back(name);
       continue;
     }
     if (!target_matches(cfg, name)) {
+      unmatched.push_back(name);
       if (is_adapter_container(*module)) inside.push_back(name);
       continue;
     }
-    any_target_match = true;
-    if (exclude_matches(cfg, name)) {
-      any_excluded = true;
-      if (is_adapter_container(*module)) inside.push_back(name);
-      continue;
-    }
+    inside.push_back(name);
+    plan.targeted.push_back(name);
     if (auto existing = std::dynamic_pointer_cast<LoraLayer>(module)) {
-      PEFT_CHECK(!existing->has_adapter(adapter), "Adapter '", adapter, "' already exists on '", name, "'");
+      PEFT_CHECK(!existing->has_adapter(adapter), "Adapter with name '", adapter, "' already exists.");
       plan.existing_lora.emplace_back(name, existing);
-      plan.targeted.push_back(name);
-      inside.push_back(name);
       continue;
     }
     const LoraDispatchEntry* entry = find_lora_dispatch(cfg, *module);
     if (!entry) throw_unsupported_module(cfg, *module);
     plan.new_lora.emplace_back(name, entry->create(module, adapter, cfg.settings_for(name)));
-    plan.targeted.push_back(name);
-    inside.push_back(name);
   }
   if (plan.targeted.empty()) {
-    if (any_target_match && any_excluded)
+    std::string note;
+    if (cfg.layers_to_transform) {
+      note += " Note: You specified 'layers_to_transform': [";
+      for (size_t i = 0; i < cfg.layers_to_transform->size(); ++i)
+        note += (i ? ", " : "") + std::to_string((*cfg.layers_to_transform)[i]);
+      note += "].";
+    }
+    if (cfg.layers_pattern) {
+      note += " You also specified 'layers_pattern': [";
+      for (size_t i = 0; i < cfg.layers_pattern->size(); ++i) note += (i ? ", '" : "'") + (*cfg.layers_pattern)[i] + "'";
+      note += "].";
+    }
+    if (!excluded.empty() && unmatched.empty())
       PEFT_ERROR("All modules were excluded. This is likely unintended. Check your `target_modules`, "
                  "`exclude_modules` and `modules_to_save` configuration.");
-    PEFT_ERROR("Target modules ", cfg.target_modules.describe(), " not found in the base model. Please check the "
-               "target modules and try again.");
+    if (excluded.empty())
+      PEFT_ERROR("Target modules ", cfg.target_modules.describe(), " not found in the base model. Please check the "
+                 "target modules and try again.", note);
+    PEFT_ERROR("No modules were targeted for adaptation. This might be caused by a combination of mismatched target "
+               "modules and excluded modules. Please check your `target_modules` and `exclude_modules` configuration. "
+               "You may also have only targeted modules that are marked to be saved (`modules_to_save`).", note);
   }
-  if (cfg.modules_to_save)
-    for (const auto& [name, m] : plan.to_save)
-      if (!dynamic_cast<ModulesToSaveWrapper*>(m.get())) (void)m->clone();  // fails now, not half-way
+  for (const auto& [name, m] : plan.to_save)
+    if (!dynamic_cast<ModulesToSaveWrapper*>(m.get())) (void)m->clone();  // fails now, not half-way
   return plan;
 }
 
@@ -153,7 +168,10 @@ void freeze_non_adapters(nn::Module& root, const LoraConfig& cfg, const std::str
 
 bool target_matches(const LoraConfig& config, const std::string& name) {
   if (!selector_matches(config.target_modules, name)) return false;
-  if (!config.target_modules.is_regex() && config.layers_to_transform && !config.layers_to_transform->empty()) {
+  if (config.target_modules.is_regex()) return true;
+  const auto& names = config.target_modules.names();
+  if (std::find(names.begin(), names.end(), name) != names.end()) return true;  // exact: no layer filter (PEFT)
+  if (config.layers_to_transform && !config.layers_to_transform->empty()) {
     auto idx = layer_index(config, name);
     if (!idx) return false;
     const auto& l = *config.layers_to_transform;
@@ -182,8 +200,7 @@ const LoraConfig& LoraModel::config(const std::string& adapter_name) const {
 }
 
 void LoraModel::inject_adapter(const LoraConfig& config, const std::string& adapter_name) {
-  PEFT_CHECK(!configs_.count(adapter_name), "Adapter with name ", adapter_name,
-             " already exists. Please use a different name.");
+  PEFT_CHECK(!configs_.count(adapter_name), "Adapter with name '", adapter_name, "' already exists.");
   if (!configs_.empty())
     PEFT_CHECK(config.bias == "none" || std::all_of(configs_.begin(), configs_.end(), [](const auto& kv) {
                  return kv.second.bias == "none";
@@ -218,6 +235,11 @@ std::vector<std::pair<std::string, std::shared_ptr<ModulesToSaveWrapper>>> LoraM
 void LoraModel::set_adapter(const std::vector<std::string>& names) {
   PEFT_CHECK(!names.empty(), "set_adapter: give at least one adapter name");
   for (const auto& n : names) PEFT_CHECK(configs_.count(n), "Adapter ", n, " not found.");
+  for (auto& [n, w] : wrappers()) {
+    int present = 0;
+    for (const auto& a : names) present += w->has_adapter(a) ? 1 : 0;
+    PEFT_CHECK(present <= 1, "Only one adapter can be set at a time for modules_to_save (", n, "), got ", present);
+  }
   for (auto& [n, l] : lora_layers()) {
     if (l->merged()) l->unmerge();
     l->set_adapter(names);
@@ -235,14 +257,16 @@ void LoraModel::delete_adapter(const std::string& name) {
   PEFT_CHECK(configs_.count(name), "Adapter ", name, " does not exist");
   for (auto& [n, l] : lora_layers())
     PEFT_CHECK(std::find(l->merged_adapters().begin(), l->merged_adapters().end(), name) == l->merged_adapters().end(),
-               "delete_adapter: adapter ", name, " is merged into '", n, "'; unmerge it first");
+               "Cannot delete adapter(s) ['", name, "'] while they are merged. Please unmerge them first.");
   for (auto& [n, l] : lora_layers())
     if (l->has_adapter(name)) l->delete_adapter(name);
   for (auto& [n, w] : wrappers())
     if (w->has_adapter(name)) w->delete_adapter(name);
   configs_.erase(name);
+  const bool was_active = std::find(active_.begin(), active_.end(), name) != active_.end();
   active_.erase(std::remove(active_.begin(), active_.end(), name), active_.end());
-  if (active_.empty() && !configs_.empty()) set_adapter({configs_.begin()->first});
+  // PEFT: the remaining active adapters, else the alphabetically first remaining one.
+  if (was_active && !configs_.empty()) set_adapter(active_.empty() ? std::vector<std::string>{configs_.begin()->first} : active_);
 }
 
 void LoraModel::merge_adapter(bool safe_merge, const std::vector<std::string>& names) {

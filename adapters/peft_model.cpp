@@ -40,6 +40,20 @@ void make_dirs(const std::string& dir) {
 }
 
 bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
+
+// PEFT's text, with the keys as a PeftModel names them.
+std::string missing_keys_warning(const std::vector<std::string>& missing) {
+  std::string list;
+  for (const auto& m : missing) list += std::string(list.empty() ? "'" : ", '") + "base_model.model." + m + "'";
+  return "Found missing adapter keys while loading the checkpoint: [" + list + "].";
+}
+
+// PEFT is silent here; a C++ user porting a model wants to know a key went nowhere.
+std::string unexpected_keys_warning(const std::vector<std::string>& keys) {
+  std::string list;
+  for (const auto& k : keys) list += (list.empty() ? "'" : ", '") + k + "'";
+  return "Ignored checkpoint keys that match no adapter tensor of the model: [" + list + "].";
+}
 bool contains(const std::string& s, const std::string& p) { return s.find(p) != std::string::npos; }
 
 // Dotted module names of every modules_to_save wrapper under `model`.
@@ -68,7 +82,12 @@ NamedTensors get_peft_model_state_dict(nn::Module& model, const LoraConfig& conf
     if (dot == std::string::npos) continue;
     const std::string rest = k.substr(dot + 1);
     if (rest != adapter && !starts_with(rest, adapter + ".")) continue;
-    emit(k.substr(0, dot) + k.substr(dot + tag.size()), t);
+    std::string key = k.substr(0, dot) + k.substr(dot + tag.size());
+    // DoRA: PEFT saves the magnitude module's "weight" as "<mod>.lora_magnitude_vector".
+    const std::string mag = "lora_magnitude_vector.weight";
+    if (key.size() >= mag.size() && key.compare(key.size() - mag.size(), mag.size(), mag) == 0)
+      key = key.substr(0, key.size() - 7);
+    emit(key, t);
     if (config.bias == "lora_only") {
       const std::string bias = k.substr(0, pos) + "base_layer.bias";
       if (by_name.count(bias) && std::none_of(out.begin(), out.end(), [&](const auto& kv) { return kv.first == prefix + bias; }))
@@ -88,8 +107,8 @@ NamedTensors get_peft_model_state_dict(nn::Module& model, const LoraConfig& conf
   return out;
 }
 
-std::vector<std::string> set_peft_model_state_dict(nn::Module& model, const NamedTensors& state,
-                                                   const std::string& adapter) {
+AdapterLoadResult set_peft_model_state_dict(nn::Module& model, const NamedTensors& state,
+                                            const std::string& adapter) {
   NamedTensors sd = model.state_dict();
   std::map<std::string, Tensor> mine(sd.begin(), sd.end());
   std::vector<std::string> wrappers = wrapper_names(model);
@@ -100,7 +119,9 @@ std::vector<std::string> set_peft_model_state_dict(nn::Module& model, const Name
     const size_t pos = k.find("lora_");
     if (pos != std::string::npos) {
       const size_t dot = k.find('.', pos);
+      const bool magnitude = k.compare(pos, std::string::npos, "lora_magnitude_vector") == 0;
       k = dot == std::string::npos ? k + "." + adapter : k.substr(0, dot) + "." + adapter + k.substr(dot);
+      if (magnitude) k += ".weight";  // PEFT saves it without ".weight"
     } else {
       for (const auto& w : wrappers)
         if (starts_with(k, w + ".") && !starts_with(k, w + ".original_module.") && !starts_with(k, w + ".modules_to_save."))
@@ -133,8 +154,7 @@ std::vector<std::string> set_peft_model_state_dict(nn::Module& model, const Name
   }
   NoGradGuard g;
   for (auto& [k, t] : mapped) mine[k].copy_(t);
-  for (const auto& u : unexpected) missing.push_back("(unexpected) " + u);
-  return missing;
+  return {missing, unexpected};
 }
 
 // ---------------------------------------------------------------- PeftModel
@@ -191,6 +211,7 @@ void PeftModel::save_pretrained(const std::string& dir, const std::vector<std::s
     make_dirs(out_dir);
     LoraConfig cfg = base_model()->config(n);
     cfg.inference_mode = true;
+    cfg.auto_mapping = std::make_pair(model()->type_name(), std::string("peft.cpp"));
     NamedTensors sd = get_peft_model_state_dict(*model(), cfg, n, "base_model.model.");
     io::save_file(sd, out_dir + "/adapter_model.safetensors", {{"format", "pt"}});
     cfg.save(out_dir);
@@ -210,15 +231,11 @@ void PeftModel::load_adapter(const std::string& dir, const std::string& name, bo
     if (dynamic_cast<LoraLayer*>(m.get()) || dynamic_cast<ModulesToSaveWrapper*>(m.get())) before.insert(n);
   std::vector<std::pair<Tensor, bool>> flags;
   for (auto& [n, p] : named_parameters()) flags.emplace_back(p, p.requires_grad());
-  std::vector<std::string> prev_active = active_adapters();
   base_model()->inject_adapter(cfg, name);
   try {
-    std::vector<std::string> missing = set_peft_model_state_dict(*model(), state, name);
-    if (!missing.empty()) {
-      std::string list;
-      for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
-      w->push_back("Found missing adapter keys while loading the checkpoint: [" + list + "]");
-    }
+    AdapterLoadResult r = set_peft_model_state_dict(*model(), state, name);
+    if (!r.missing_keys.empty()) w->push_back(missing_keys_warning(r.missing_keys));
+    if (!r.unexpected_keys.empty()) w->push_back(unexpected_keys_warning(r.unexpected_keys));
   } catch (...) {
     base_model()->delete_adapter(name);
     for (auto& [n, l] : base_model()->lora_layers())
@@ -230,7 +247,7 @@ void PeftModel::load_adapter(const std::string& dir, const std::string& name, bo
   }
   if (!warnings)
     for (const auto& m : local) std::cerr << "warning: " << m << "\n";
-  (void)prev_active;
+  if (!is_trainable) eval();
 }
 
 std::shared_ptr<PeftModel> PeftModel::from_pretrained(nn::ModulePtr model, const std::string& dir,
@@ -246,12 +263,9 @@ std::shared_ptr<PeftModel> PeftModel::from_pretrained(nn::ModulePtr model, const
   for (auto& [n, p] : model->named_parameters()) flags.emplace_back(p, p.requires_grad());
   auto pm = std::make_shared<PeftModel>(model, cfg, adapter_name);
   try {
-    std::vector<std::string> missing = set_peft_model_state_dict(*pm->model(), state, adapter_name);
-    if (!missing.empty()) {
-      std::string list;
-      for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
-      w->push_back("Found missing adapter keys while loading the checkpoint: [" + list + "]");
-    }
+    AdapterLoadResult r = set_peft_model_state_dict(*pm->model(), state, adapter_name);
+    if (!r.missing_keys.empty()) w->push_back(missing_keys_warning(r.missing_keys));
+    if (!r.unexpected_keys.empty()) w->push_back(unexpected_keys_warning(r.unexpected_keys));
   } catch (...) {
     pm->unload();  // the user's model gets its own layers back
     for (auto& [p, rg] : flags) p.set_requires_grad(rg);
@@ -259,6 +273,7 @@ std::shared_ptr<PeftModel> PeftModel::from_pretrained(nn::ModulePtr model, const
   }
   if (!warnings)
     for (const auto& m : local) std::cerr << "warning: " << m << "\n";
+  if (!is_trainable) pm->eval();  // PEFT puts a model loaded for inference in eval mode
   return pm;
 }
 

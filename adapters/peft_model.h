@@ -86,9 +86,13 @@ std::shared_ptr<PeftModel> get_peft_model(nn::ModulePtr model, const LoraConfig&
 // `prefix` ("base_model.model." for a PeftModel) is prepended.
 NamedTensors get_peft_model_state_dict(nn::Module& model, const LoraConfig& config, const std::string& adapter_name,
                                        const std::string& prefix);
-// Loads PEFT keys (with or without the prefix) into adapter `adapter_name` of `model`. All
-// checks first; returns the adapter keys the file lacked.
-std::vector<std::string> set_peft_model_state_dict(nn::Module& model, const NamedTensors& state,
-                                                   const std::string& adapter_name);
+struct AdapterLoadResult {
+  std::vector<std::string> missing_keys;     // this adapter's tensors the file lacked (model names)
+  std::vector<std::string> unexpected_keys;  // file keys that belong to no tensor of the model
+};
+// Loads PEFT keys (with or without the prefix) into adapter `adapter_name` of `model`. Every
+// shape is checked before anything is copied, so an error leaves the model as it was.
+AdapterLoadResult set_peft_model_state_dict(nn::Module& model, const NamedTensors& state,
+                                            const std::string& adapter_name);
 
 }  // namespace peft

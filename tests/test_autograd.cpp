@@ -215,3 +215,15 @@ TEST_CASE("a long chain backpropagates without recursion limits", "[autograd]") 
   y.backward();
   CHECK(x.grad().item() == 1);
 }
+
+TEST_CASE("to() between float dtypes carries the gradient back in the source dtype", "[autograd]") {
+  Tensor x = leaf({1.5, -2}, {2});
+  Tensor y = mul(x.to(DType::F32), 3.0);
+  CHECK(y.dtype() == DType::F32);
+  CHECK(y.grad_fn()->name() == "MulBackward");
+  sum(y).backward();
+  CHECK(x.grad().dtype() == DType::F64);
+  CHECK(x.grad().to_vector<double>() == V{3, 3});
+  // To an integer dtype there is no gradient path.
+  CHECK_FALSE(x.to(DType::I64).requires_grad());
+}

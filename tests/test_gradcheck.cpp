@@ -209,6 +209,10 @@ TEST_CASE("gradcheck: matmul in every rank combination", "[gradcheck][linalg]") 
     CHECK_GRADCHECK([](const Xs& x) { return matmul(x[0].transpose(1, 2), x[1]); },
                     {make_randn({2, 4, 3}), make_randn({2, 4, 5})});
   }
+  SECTION("only one operand requires grad") {
+    CHECK_GRADCHECK([](const Xs& x) { return matmul(x[0], x[1]); }, {make_randn({2, 3, 4}, false), make_randn({4, 2})});
+    CHECK_GRADCHECK([](const Xs& x) { return matmul(x[0], x[1]); }, {make_randn({2, 3, 4}), make_randn({2, 4, 2}, false)});
+  }
   SECTION("a strided operand (a slice with step)") {
     CHECK_GRADCHECK([](const Xs& x) { return matmul(x[0].slice(1, 0, 6, 2), x[1]); }, {make_randn({2, 6}), make_randn({3, 4})});
   }

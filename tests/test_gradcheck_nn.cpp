@@ -60,6 +60,10 @@ TEST_CASE("gradcheck: group_norm with and without affine", "[gradcheck][norm]") 
       CHECK_GRADCHECK([groups](const Xs& x) { return group_norm(x[0], groups); }, {make_randn({2, 4, 3, 2})});
     }
   }
+  SECTION("only the affine parameters require grad") {
+    CHECK_GRADCHECK([](const Xs& x) { return group_norm(x[0], 2, x[1], x[2]); },
+                    {make_randn({2, 4, 3}, false), make_randn({4}), make_randn({4})});
+  }
   SECTION("2-D and 3-D inputs") {
     CHECK_GRADCHECK([](const Xs& x) { return group_norm(x[0], 2, x[1], x[2]); },
                     {make_randn({3, 4}), make_randn({4}), make_randn({4})});
@@ -210,6 +214,12 @@ TEST_CASE("gradcheck: conv2d with stride, padding, dilation, groups, bias", "[gr
       CHECK_GRADCHECK(
           [opt](const Xs& x) { return conv2d(x[0], x[1], x.size() > 2 ? x[2] : Tensor(), opt); }, inputs);
     }
+  }
+  SECTION("only some of input, weight, bias require grad") {
+    auto f = [](const Xs& x) { return conv2d(x[0], x[1], x[2], {{2, 1}, {1, 1}, {1, 1}, 1}); };
+    CHECK_GRADCHECK(f, {make_randn({1, 2, 5, 4}), make_uniform({3, 2, 3, 3}, -0.5, 0.5, false), make_randn({3}, false)});
+    CHECK_GRADCHECK(f, {make_randn({1, 2, 5, 4}, false), make_uniform({3, 2, 3, 3}, -0.5, 0.5), make_randn({3}, false)});
+    CHECK_GRADCHECK(f, {make_randn({1, 2, 5, 4}, false), make_uniform({3, 2, 3, 3}, -0.5, 0.5, false), make_randn({3})});
   }
   SECTION("non-contiguous input") {
     CHECK_GRADCHECK([](const Xs& x) { return conv2d(x[0].transpose(2, 3), x[1]); },

@@ -168,6 +168,25 @@ TEST_CASE("squeeze, unsqueeze, flatten, view and reshape keep storage when they 
   CHECK(b.slice(0, 1, 3).view({8}).storage() == b.storage());
 }
 
+TEST_CASE("view of a non-contiguous tensor works where the strides allow it", "[tensor][view]") {
+  Tensor a = Tensor::arange(24, DType::F64).view({4, 6});
+  Tensor s = a.slice(1, 0, 6, 2);  // (4, 3) strides (6, 2)
+  Tensor v = s.view({2, 2, 3});    // splits the outer dim only
+  CHECK(v.strides() == Shape{12, 6, 2});
+  CHECK(v.storage() == a.storage());
+  CHECK(v.to_vector<double>() == s.contiguous().to_vector<double>());
+  CHECK(s.view({12}).strides() == Shape{2});  // rows chain: 6 = 3 · 2
+  CHECK_THROWS_AS(a.slice(1, 0, 4).view({16}), Error);  // rows of 4 with stride 6 do not chain
+  Tensor t = a.t();                // (6, 4) strides (1, 6)
+  Tensor tv = t.view({3, 2, 4});
+  CHECK(tv.strides() == Shape{2, 1, 6});
+  CHECK(tv.to_vector<double>() == t.contiguous().to_vector<double>());
+  // Size-1 dims do not constrain a view.
+  Tensor col = Tensor::arange(3).view({1, 3}).t();  // (3, 1) strides (1, 3)
+  CHECK(col.is_contiguous());
+  CHECK(col.view({3}).to_vector<double>() == V{0, 1, 2});
+}
+
 TEST_CASE("reshape of a non-contiguous tensor copies; view refuses it", "[tensor][view]") {
   Tensor a = Tensor::arange(6, DType::F64).view({2, 3});
   Tensor t = a.t();

@@ -7,7 +7,8 @@ Regenerate (Debian's PyTorch, CPU; the `python3` on PATH may lack torch):
 
 Writes one small safetensors file per case into tests/golden/data/ (stale files are removed)
 and is deterministic: every case seeds torch from a CRC of its own name, so adding a case
-never changes another one. The C++ tests tests/test_golden_{ops,layers,optim}.cpp read them.
+never changes another one. The C++ tests tests/test_golden_{ops,layers,optim}.cpp and
+tests/test_lora_layers.cpp read them.
 
 Naming inside a file (the C++ helper tests/golden_util.h relies on it):
   <input>            an input or parameter of an op ("x", "weight", "ids", ...)
@@ -18,7 +19,7 @@ Naming inside a file (the C++ helper tests/golden_util.h relies on it):
   grad.<name>        the gradient of an input or a parameter
 Scalar hyper-parameters that the C++ side needs (optimizers) are in the header's __metadata__.
 
-The cases live in golden_ops.py, golden_layers.py and golden_optim.py beside this file.
+The cases live in golden_ops.py, golden_layers.py, golden_optim.py and golden_lora.py beside this file.
 """
 import json
 import os
@@ -72,6 +73,7 @@ def write_safetensors(path, tensors, metadata=None):
 
 def main():
     import golden_layers  # noqa: F401  (registers cases)
+    import golden_lora  # noqa: F401
     import golden_ops  # noqa: F401
     import golden_optim  # noqa: F401
 

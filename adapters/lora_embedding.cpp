@@ -1,0 +1,101 @@
+#include "adapters/lora_embedding.h"
+
+#include "core/ops.h"
+#include "layers/activation.h"
+#include "layers/embedding.h"
+#include "layers/init.h"
+#include "layers/linear.h"
+
+namespace peft {
+
+namespace {
+std::shared_ptr<nn::Embedding> as_embedding(const nn::ModulePtr& m) { return std::dynamic_pointer_cast<nn::Embedding>(m); }
+}  // namespace
+
+LoraEmbedding::LoraEmbedding(std::shared_ptr<nn::Module> base, const std::string& adapter_name,
+                             const LoraLayerSettings& s)
+    : LoraLayer(base) {
+  PEFT_CHECK(as_embedding(base) != nullptr, "lora.Embedding: base layer must be an Embedding, got ", base->type_name());
+  update_layer(adapter_name, s);
+}
+
+void LoraEmbedding::update_layer(const std::string& name, const LoraLayerSettings& s) {
+  // PEFT checks this in Embedding.__init__; here every adapter is checked.
+  PEFT_CHECK(!s.lora_bias, "lora_bias=True is not supported for Embedding.");
+  add_adapter_settings(name, s);
+  auto base = as_embedding(base_layer());
+  const Tensor& W = base->param("weight");
+  // Registered as PEFT does, though Embedding's forward never applies it.
+  dict("lora_dropout").insert(name, s.lora_dropout > 0 ? nn::ModulePtr(std::make_shared<nn::Dropout>(s.lora_dropout))
+                                                       : nn::ModulePtr(std::make_shared<nn::Identity>()));
+  Tensor A = Tensor::randn({s.r, base->num_embeddings()}, W.dtype());
+  Tensor B = Tensor::randn({base->embedding_dim(), s.r}, W.dtype());
+  // reset_lora_parameters for embeddings: A = 0 and B ~ N(0, 1) for True and "gaussian" alike.
+  if (s.init != LoraInit::Random) nn::init::zeros_(A);
+  param_dict("lora_embedding_A").insert(name, A);
+  param_dict("lora_embedding_B").insert(name, B);
+  if (s.use_dora) {  // DoraEmbeddingVariant.init, after A and B are set
+    auto dora = std::make_shared<DoraLayer>(DoraLayer::Kind::Embedding);
+    NoGradGuard g;
+    dora->init(W, matmul(B, A), s.scaling());
+    dict("lora_magnitude_vector").insert(name, dora);
+  }
+  if (!base->is_training()) train(false);
+  else train(is_training());
+}
+
+Tensor LoraEmbedding::embed(const Tensor& ids, const Tensor& table) const {
+  return embedding(table, ids, as_embedding(base_layer())->padding_idx());
+}
+
+Tensor LoraEmbedding::forward(const Tensor& ids) {
+  nn::ModulePtr base = base_layer();
+  if (disabled()) {
+    if (merged()) unmerge();
+    return base->forward(ids);
+  }
+  Tensor result = base->forward(ids);
+  if (merged()) return result;
+  for (const auto& n : forward_adapters()) {
+    const Tensor& A = param_dict("lora_embedding_A")[n];  // (r, num)
+    const Tensor& B = param_dict("lora_embedding_B")[n];  // (dim, r)
+    const double s = scaling(n);
+    Tensor lora = mul(linear(embed(ids, A.t()), B), s);  // (Aᵀ[ids])·Bᵀ·s
+    if (!settings(n).use_dora) {
+      result = add(result, lora);
+      continue;
+    }
+    // DoraEmbeddingVariant.forward: f·result + f·lora, f per embedding dimension.
+    auto dora = std::dynamic_pointer_cast<DoraLayer>(dict("lora_magnitude_vector")[n]);
+    Tensor lora_weight;
+    {
+      NoGradGuard g;
+      lora_weight = matmul(B, A);
+    }
+    Tensor f = dora->scale(base->param("weight"), lora_weight, s);  // (dim)
+    result = add(mul(f, result), mul(f, lora));
+  }
+  return result;
+}
+
+Tensor LoraEmbedding::get_delta_weight(const std::string& name) const {
+  NoGradGuard g;
+  const Tensor& A = param_dict("lora_embedding_A")[name];
+  const Tensor& B = param_dict("lora_embedding_B")[name];
+  Tensor delta = mul(matmul(B, A).t(), scaling(name)).contiguous();
+  if (merge_phase_ == MergePhase::None || !settings(name).use_dora) return delta;
+  auto dora = std::dynamic_pointer_cast<DoraLayer>(dict("lora_magnitude_vector")[name]);
+  return dora_effective_delta(merge_phase_, *dora, base_layer()->param("weight"), delta);
+}
+
+void LoraEmbedding::merge(bool safe_merge, const std::vector<std::string>& adapter_names) {
+  MergePhaseScope phase(merge_phase_, MergePhase::Merging);
+  LoraLayer::merge(safe_merge, adapter_names);
+}
+
+void LoraEmbedding::unmerge() {
+  MergePhaseScope phase(merge_phase_, MergePhase::Unmerging);
+  LoraLayer::unmerge();
+}
+
+}  // namespace peft
