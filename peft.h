@@ -23,3 +23,7 @@
 #include "adapters/lora_model.h"
 #include "adapters/modules_to_save.h"
 #include "adapters/peft_model.h"
+#include "adapters/weighted_adapter.h"
+#include "adapters/lora_conv2d.h"
+#include "adapters/lora_dora.h"
+#include "adapters/lora_embedding.h"

@@ -110,8 +110,10 @@ void LoraConfig::validate() const {
   PEFT_CHECK(!(layers_pattern && !layers_pattern->empty() && (!layers_to_transform || layers_to_transform->empty())),
              "When `layers_pattern` is specified, `layers_to_transform` must also be specified. ");
   if (lora_bias) {
-    PEFT_CHECK(init_lora_weights != LoraInit::Random,
-               "The argument lora_bias=True is only supported with init_lora_weights=True or \"gaussian\".");
+    // PEFT: True or False (both leave the LoRA bias well defined); "gaussian" is refused.
+    PEFT_CHECK(init_lora_weights != LoraInit::Gaussian,
+               "The argument lora_bias=True is only supported with init_lora_weights=True or False, got "
+               "init_lora_weights=gaussian instead.");
     PEFT_CHECK(!use_dora, "The argument lora_bias=True is not supported for DoRA, please pass use_dora=False");
   }
   for (const auto& kv : rank_pattern) {
@@ -164,7 +166,9 @@ nlohmann::json LoraConfig::to_json() const {
   j["rank_pattern"] = nlohmann::json::object();
   for (const auto& kv : rank_pattern) j["rank_pattern"][kv.first] = kv.second;
   j["alpha_pattern"] = nlohmann::json::object();
-  for (const auto& kv : alpha_pattern) j["alpha_pattern"][kv.first] = kv.second;
+  for (const auto& kv : alpha_pattern)  // integral values as integers, as lora_alpha (PEFT keeps the user's int)
+    j["alpha_pattern"][kv.first] = kv.second == std::floor(kv.second) ? nlohmann::json(static_cast<int64_t>(kv.second))
+                                                                      : nlohmann::json(kv.second);
   j["layers_to_transform"] = layers_to_transform ? nlohmann::json(*layers_to_transform) : nlohmann::json(nullptr);
   j["layers_pattern"] = layers_pattern ? nlohmann::json(*layers_pattern) : nlohmann::json(nullptr);
   j["megatron_config"] = nullptr;

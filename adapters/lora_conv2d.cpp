@@ -90,7 +90,8 @@ Tensor LoraConv2d::fused_forward(const Tensor& x, const std::string& n) {
   Tensor y = lora_linear(rows, base->param("weight").reshape({out, in}), base->bias(), A->param("weight").reshape({r, in}),
                          B->param("weight").reshape({out, r}), s.scaling(), p, is_training());
   if (s.lora_bias) y = add(y, mul(B->bias(), s.scaling()));
-  return y.permute({0, 3, 1, 2});
+  // Back to NCHW, contiguous like a convolution's output (so .view() works on it as in PyTorch).
+  return y.permute({0, 3, 1, 2}).contiguous();
 }
 
 Tensor LoraConv2d::lora_branch(const Tensor& h, const std::string& n, const Tensor& result) {

@@ -93,6 +93,18 @@ void LoraLayer::delete_adapter(const std::string& name) {
   active_.erase(std::remove(active_.begin(), active_.end(), name), active_.end());
 }
 
+void LoraLayer::mark_merged(const std::string& name) {
+  PEFT_CHECK(settings_.count(name), type_name(), ": no adapter named '", name, "' to mark as merged");
+  merged_.push_back(name);
+}
+
+std::string LoraLayer::pop_merged() {
+  PEFT_CHECK(!merged_.empty(), type_name(), ": nothing is merged");
+  std::string n = merged_.back();
+  merged_.pop_back();
+  return n;
+}
+
 Tensor& LoraLayer::merge_target() { return base_layer()->param("weight"); }
 
 Tensor LoraLayer::get_delta_weight(const std::string&) const {

@@ -60,6 +60,10 @@ class LoraLayer : public nn::Module {
   nn::ParameterDict& param_dict(const std::string& name) const;
   // Adapters that take part in forward: active ones this layer has, in activation order.
   std::vector<std::string> forward_adapters() const;
+  // For layers that override merge()/unmerge() (several weights, custom math): record the
+  // merge order so merged(), merged_adapters() and the model-level operations stay right.
+  void mark_merged(const std::string& name);
+  std::string pop_merged();  // the most recent merge (LIFO), throws when none
 
  private:
   std::map<std::string, LoraLayerSettings> settings_;

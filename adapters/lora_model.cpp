@@ -154,11 +154,14 @@ void freeze_non_adapters(nn::Module& root, const LoraConfig& cfg, const std::str
   if (cfg.inference_mode) {  // adapters loaded for inference stay frozen
     for (auto& [name, m] : root.named_modules()) {
       if (auto l = std::dynamic_pointer_cast<LoraLayer>(m)) {
+        // PEFT's set_adapter(active_adapters, inference_mode=True) on every layer the new
+        // adapter reaches: the active adapters there are frozen too.
         if (l->has_adapter(adapter))
-          for (auto& kv : l->adapter_parameters(adapter)) kv.second.set_requires_grad(false);
+          for (const auto& a : l->adapter_names())
+            for (auto& kv : l->adapter_parameters(a)) kv.second.set_requires_grad(false);
       } else if (auto w = std::dynamic_pointer_cast<ModulesToSaveWrapper>(m)) {
         if (w->has_adapter(adapter))
-          for (auto& kv : w->copies()[adapter]->named_parameters()) kv.second.set_requires_grad(false);
+          for (auto& kv : w->copies().named_parameters()) kv.second.set_requires_grad(false);
       }
     }
   }
@@ -213,8 +216,12 @@ void LoraModel::inject_adapter(const LoraConfig& config, const std::string& adap
   for (const auto& n : plan.targeted)
     if (std::find(targeted_.begin(), targeted_.end(), n) == targeted_.end()) targeted_.push_back(n);
   // New adapters follow the currently active set (PEFT: only active adapters are trainable).
-  for (auto& [n, l] : lora_layers()) l->set_adapter(active_);
-  for (auto& [n, w] : wrappers()) w->set_adapter(active_);
+  // As PEFT's update_layer, only the layers that got the new adapter are touched, so an adapter
+  // loaded frozen elsewhere stays frozen.
+  for (auto& [n, l] : lora_layers())
+    if (l->has_adapter(adapter_name)) l->set_adapter(active_);
+  for (auto& [n, w] : wrappers())
+    if (w->has_adapter(adapter_name)) w->set_adapter(active_);
   freeze_non_adapters(*model(), config, adapter_name);
 }
 
@@ -271,24 +278,23 @@ void LoraModel::delete_adapter(const std::string& name) {
 
 void LoraModel::merge_adapter(bool safe_merge, const std::vector<std::string>& names) {
   for (const auto& n : names) PEFT_CHECK(configs_.count(n), "Adapter ", n, " not found.");
-  // Check every layer first so a broken adapter leaves nothing merged.
-  if (safe_merge) {
+  // Each layer checks its own result before writing (safe_merge); if one refuses, the layers
+  // merged by this call are unmerged again so the model is left as it was.
+  std::vector<std::pair<std::shared_ptr<LoraLayer>, size_t>> done;
+  try {
     for (auto& [n, l] : lora_layers()) {
-      std::vector<std::string> use = names.empty() ? l->active_adapters() : names;
-      for (const auto& a : use)
-        if (l->has_adapter(a)) {
-          NoGradGuard g;
-          Tensor merged = add(l->merge_target().detach(), l->get_delta_weight(a));
-          for (double v : merged.to_vector<double>())
-            PEFT_CHECK(std::isfinite(v), "NaNs detected in the merged weights. The adapter ", a, " seems to be broken");
-        }
+      std::vector<std::string> use;
+      for (const auto& a : names.empty() ? l->active_adapters() : names)
+        if (l->has_adapter(a)) use.push_back(a);
+      if (use.empty()) continue;
+      const size_t before = l->merged_adapters().size();
+      l->merge(safe_merge, use);
+      done.emplace_back(l, before);
     }
-  }
-  for (auto& [n, l] : lora_layers()) {
-    std::vector<std::string> use;
-    for (const auto& a : names.empty() ? l->active_adapters() : names)
-      if (l->has_adapter(a)) use.push_back(a);
-    if (!use.empty()) l->merge(false, use);
+  } catch (...) {
+    for (auto& [l, before] : done)
+      if (before == 0) l->unmerge();
+    throw;
   }
 }
 

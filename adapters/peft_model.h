@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "adapters/lora_model.h"
+#include "adapters/weighted_adapter.h"
 
 namespace peft {
 
@@ -61,6 +62,13 @@ class PeftModel : public nn::Module {
   nn::ModulePtr merge_and_unload(bool safe_merge = false) { return base_model()->unload_impl(true, safe_merge); }
   // The user's model without adapter layers (weights as before injection).
   nn::ModulePtr unload() { return base_model()->unload_impl(false, false); }
+
+  // A new adapter combined from existing ones ("linear" | "cat" | "svd"); frozen, not active.
+  void add_weighted_adapter(const std::vector<std::string>& adapters, const std::vector<double>& weights,
+                            const std::string& adapter_name, const std::string& combination_type = "svd",
+                            std::optional<int64_t> svd_rank = std::nullopt) {
+    peft::add_weighted_adapter(*base_model(), adapters, weights, adapter_name, combination_type, svd_rank);
+  }
 
   // ---- PEFT-compatible files
   // dir/adapter_model.safetensors + dir/adapter_config.json for "default"; other adapters in

@@ -243,6 +243,33 @@ TEST_CASE("gradcheck: linear with and without bias", "[gradcheck][linalg]") {
   }
 }
 
+TEST_CASE("gradcheck: lora_linear w.r.t. x, W, b, A and B", "[gradcheck][linalg][lora]") {
+  // inputs: x, W, b, A, B
+  auto plain = [](const Xs& x) { return lora_linear(x[0], x[1], x[2], x[3], x[4], 0.75); };
+  SECTION("everything requires grad") {
+    CHECK_GRADCHECK(plain, {make_randn({3, 4}), make_randn({5, 4}), make_randn({5}), make_randn({2, 4}), make_randn({5, 2})});
+  }
+  SECTION("frozen base weight and bias, 3-D input (the LoRA training case)") {
+    CHECK_GRADCHECK(plain, {make_randn({2, 3, 4}), make_randn({5, 4}, false), make_randn({5}, false), make_randn({3, 4}),
+                            make_randn({5, 3})});
+  }
+  SECTION("no bias, non-contiguous input, rank 1") {
+    CHECK_GRADCHECK([](const Xs& x) { return lora_linear(x[0].t(), x[1], Tensor(), x[2], x[3], 2.0); },
+                    {make_randn({4, 3}), make_randn({2, 4}), make_randn({1, 4}), make_randn({2, 1})});
+  }
+  SECTION("dropout on the LoRA branch with a fixed generator") {
+    auto f = [](const Xs& x) {
+      Generator gen(77);
+      return lora_linear(x[0], x[1], x[2], x[3], x[4], 0.5, 0.3, true, &gen);
+    };
+    CHECK_GRADCHECK(f, {make_randn({4, 3}), make_randn({2, 3}), make_randn({2}), make_randn({2, 3}), make_randn({2, 2})});
+  }
+  SECTION("dropout is off outside training") {
+    CHECK_GRADCHECK([](const Xs& x) { return lora_linear(x[0], x[1], Tensor(), x[2], x[3], 1.0, 0.9, false); },
+                    {make_randn({2, 3}), make_randn({2, 3}, false), make_randn({2, 3}), make_randn({2, 2})});
+  }
+}
+
 // ---------------------------------------------------------------- cat / stack / split / chunk
 
 TEST_CASE("gradcheck: cat along several dims", "[gradcheck][shape]") {

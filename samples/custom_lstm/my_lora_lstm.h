@@ -72,11 +72,11 @@ class MyLoraLSTM : public LoraLayer {
 
   Tensor forward(const Tensor& x) override {
     if (disabled()) {
-      if (!merged_names_.empty()) unmerge();
+      if (merged()) unmerge();
       return base_layer()->forward(x);
     }
     std::vector<std::string> adapters = forward_adapters();
-    if (!merged_names_.empty() || adapters.empty()) return base_layer()->forward(x);
+    if (merged() || adapters.empty()) return base_layer()->forward(x);
     const nn::LSTM& base = lstm();
     // flat_weights(): per layer w_ih, w_hh (then b_ih, b_hh when the LSTM has biases).
     std::vector<Tensor> params = base.flat_weights();
@@ -99,7 +99,7 @@ class MyLoraLSTM : public LoraLayer {
     auto base = base_layer();
     for (const auto& n : names) {
       PEFT_CHECK(has_adapter(n), "MyLoraLSTM: no adapter named '", n, "' to merge");
-      if (std::find(merged_names_.begin(), merged_names_.end(), n) != merged_names_.end()) continue;
+      if (std::find(merged_adapters().begin(), merged_adapters().end(), n) != merged_adapters().end()) continue;
       std::vector<Tensor> deltas;
       for (const auto& w : adapted_weights()) {
         deltas.push_back(delta_weight(n, w));
@@ -108,20 +108,18 @@ class MyLoraLSTM : public LoraLayer {
             PEFT_CHECK(std::isfinite(v), "NaNs detected in the merged weights. The adapter ", n, " seems to be broken");
       }
       for (size_t i = 0; i < deltas.size(); ++i) base->param(adapted_weights()[i]).add_(deltas[i]);
-      merged_names_.push_back(n);
+      mark_merged(n);
     }
   }
 
   void unmerge() override {
     NoGradGuard g;
     auto base = base_layer();
-    while (!merged_names_.empty()) {
-      const std::string n = merged_names_.back();
-      merged_names_.pop_back();
+    while (merged()) {
+      const std::string n = pop_merged();
       for (const auto& w : adapted_weights()) base->param(w).add_(delta_weight(n, w), -1.0);
     }
   }
-  const std::vector<std::string>& merged_lstm_adapters() const { return merged_names_; }
 
  private:
   const nn::LSTM& lstm() const { return dynamic_cast<const nn::LSTM&>(*base_layer()); }
@@ -135,7 +133,6 @@ class MyLoraLSTM : public LoraLayer {
   }
   // LoraLayer records merges made through its own merge(); an LSTM has several weights, so
   // this layer merges them itself and keeps its own list.
-  std::vector<std::string> merged_names_;
 };
 
 }  // namespace peft::samples

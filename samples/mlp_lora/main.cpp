@@ -2,17 +2,48 @@
 // notebook: LoRA on seq.0 / seq.2, seq.4 trained in full (modules_to_save), Adam lr 2e-3,
 // batch 64, 30 epochs; then save the adapter, load it into a fresh MLP and check the outputs.
 //   usage: mlp_lora [--epochs N] [--out DIR]
+//          mlp_lora infer --weights BASE.safetensors [--adapter DIR] --input X.safetensors --out Y.safetensors
+// `infer` loads an MLP state dict (its hidden size read from seq.0.weight), optionally a LoRA
+// adapter directory (PEFT's or ours), and writes the eval-mode output for tensor "x" as "y".
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <string>
 
 #include "models/mlp.h"
 
 using namespace peft;
 
+static int run_infer(int argc, char** argv) {
+  std::map<std::string, std::string> opt;
+  for (int i = 2; i + 1 < argc; i += 2) opt[argv[i]] = argv[i + 1];
+  if ((argc - 2) % 2 != 0 || !opt.count("--weights") || !opt.count("--input") || !opt.count("--out") ||
+      opt.size() != 3 + opt.count("--adapter")) {
+    std::fprintf(stderr, "usage: %s infer --weights BASE.safetensors [--adapter DIR] --input X.safetensors --out "
+                 "Y.safetensors\n", argv[0]);
+    return 2;
+  }
+  try {
+    nn::StateDict sd = io::load_file(opt["--weights"]);
+    nn::ModulePtr model = std::make_shared<samples::MLP>(io::find_tensor(sd, "seq.0.weight").size(0));
+    model->load_state_dict(sd);
+    if (opt.count("--adapter")) model = PeftModel::from_pretrained(model, opt["--adapter"]);
+    model->eval();
+    NoGradGuard g;
+    Tensor y = model->forward(io::find_tensor(io::load_file(opt["--input"]), "x"));
+    io::save_file({{"y", y}}, opt["--out"]);
+    std::cout << "wrote y " << shape_str(y.shape()) << " to " << opt["--out"] << "\n";
+  } catch (const Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "infer") return run_infer(argc, argv);
   int64_t epochs = 30;
   std::string out_dir = (std::filesystem::temp_directory_path() / "peft-mlp-lora").string();
   for (int i = 1; i < argc; ++i) {

@@ -132,7 +132,8 @@ class MetaFormerStage : public nn::Module {
     if (in_chs == out_chs) register_module("downsample", std::make_shared<nn::Identity>());
     else register_module("downsample", std::make_shared<Downsampling>(in_chs, out_chs));
     auto blocks = std::make_shared<nn::Sequential>();
-    for (int64_t i = 0; i < depth; ++i) blocks->push_back(std::make_shared<MetaFormerBlock>(out_chs, layer_scale_init_value));
+    for (int64_t i = 0; i < depth; ++i)
+      blocks->push_back(std::make_shared<MetaFormerBlock>(out_chs, layer_scale_init_value));
     register_module("blocks", blocks);
   }
   std::string type_name() const override { return "MetaFormerStage"; }
@@ -176,7 +177,8 @@ class MetaFormer : public nn::Module {
     auto stages = std::make_shared<nn::Sequential>();
     int64_t prev = cfg.dims[0];
     for (size_t i = 0; i < cfg.dims.size(); ++i) {
-      stages->push_back(std::make_shared<MetaFormerStage>(prev, cfg.dims[i], cfg.depths[i], cfg.layer_scale_init_value));
+      stages->push_back(
+          std::make_shared<MetaFormerStage>(prev, cfg.dims[i], cfg.depths[i], cfg.layer_scale_init_value));
       prev = cfg.dims[i];
     }
     register_module("stages", stages);
@@ -191,7 +193,7 @@ class MetaFormer : public nn::Module {
     if (cfg.num_classes > 0) head->register_module("fc", std::make_shared<nn::Linear>(prev, cfg.num_classes));
     else head->register_module("fc", std::make_shared<nn::Identity>());
     register_module("head", head);
-    init_weights();
+    init_weights(*this);
   }
   std::string type_name() const override { return "MetaFormer"; }
   Tensor forward(const Tensor& x) override {
@@ -204,11 +206,14 @@ class MetaFormer : public nn::Module {
  private:
   // timm's _init_weights: trunc_normal_(std=.02) on Conv2d / Linear weights (truncated at ±2,
   // i.e. 100 σ: a plain normal here), zero biases.
-  void init_weights() {
-    for (auto& [name, m] : named_modules()) {
-      if (!dynamic_cast<nn::Conv2d*>(m.get()) && !dynamic_cast<nn::Linear*>(m.get())) continue;
-      nn::init::normal_(m->param("weight"), 0.0, 0.02);
-      if (m->has_param("bias")) nn::init::zeros_(m->param("bias"));
+  // (Walks named_children(): named_modules() needs the shared_ptr that does not exist yet.)
+  static void init_weights(nn::Module& m) {
+    for (auto& [name, c] : m.named_children()) {
+      if (dynamic_cast<nn::Conv2d*>(c.get()) || dynamic_cast<nn::Linear*>(c.get())) {
+        nn::init::normal_(c->param("weight"), 0.0, 0.02);
+        if (c->has_param("bias")) nn::init::zeros_(c->param("bias"));
+      }
+      init_weights(*c);
     }
   }
   PoolFormerConfig cfg_;

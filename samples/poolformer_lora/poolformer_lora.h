@@ -30,8 +30,9 @@ inline void print_named_modules(nn::Module& model, std::ostream& os, size_t head
   os << "[";
   for (size_t i = 0; i < mods.size(); ++i) {
     if (cut && i == head) {
-      os << ",\n ...";
+      os << ",\n ...\n " << line(mods.size() - tail);
       i = mods.size() - tail;
+      continue;
     }
     os << (i == 0 ? "" : ",\n ") << line(i);
   }
@@ -56,7 +57,8 @@ inline TrainStepResult poolformer_train_step(PeftModel& model, int64_t num_class
   Generator gen(seed);
   Tensor x = Tensor::randn({batch, 3, size, size}, DType::F32, &gen);
   std::vector<int64_t> labels;
-  for (int64_t i = 0; i < batch; ++i) labels.push_back(static_cast<int64_t>(gen.uniform() * static_cast<double>(num_classes)));
+  for (int64_t i = 0; i < batch; ++i)
+    labels.push_back(static_cast<int64_t>(gen.uniform() * static_cast<double>(num_classes)));
   Tensor y = Tensor::from_vector(labels, {batch});
 
   optim::AdamW opt(model.trainable_parameters(), {1e-3});

@@ -21,9 +21,12 @@ For every case it writes tests/golden/data/peft/<case>/ (stale case folders are 
   io.safetensors             "x" the input, "out" PEFT's eval-mode output, "base_out" the output
                              inside disable_adapter(), "merged_out" the output of merge_and_unload()
                              (absent where merging is refused), "out_other" / "out_both" with
-                             adapter "other" / both active. Its __metadata__ holds "model" (the
-                             class), "trainable" and "all" (get_nb_trainable_parameters() of the
-                             get_peft_model model) and "targeted" (targeted_module_names, JSON).
+                             adapter "other" / both active. Its __metadata__ "info" is a JSON object:
+                             "model" (the class), "trainable" and "all" (get_nb_trainable_parameters()
+                             of the get_peft_model model), "targeted" (targeted_module_names),
+                             "loaded_trainable" (the parameters PeftModel.from_pretrained leaves
+                             trainable: with bias "all" / "lora_only" the biases stay so). One
+                             key, because safetensors writes metadata in hash-map order.
 Case "mlp_inject" is written by inject_adapter_in_model + get_peft_model_state_dict (no
 "base_model.model." prefix) and LoraConfig.save_pretrained.
 
@@ -46,7 +49,7 @@ from torch import nn
 
 sys.dont_write_bytecode = True  # keep tests/golden free of __pycache__
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, inject_adapter_in_model  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data", "peft")
@@ -192,7 +195,17 @@ def perturb_trainable(model):
 
 def counts(model):
     trainable, total = model.get_nb_trainable_parameters()
-    return {"trainable": str(trainable), "all": str(total)}
+    return {"trainable": trainable, "all": total}
+
+
+def loaded_trainable(model_cls, out_dir, other):
+    """The parameters left trainable by PeftModel.from_pretrained (+ load_adapter) for inference."""
+    base = model_cls()
+    base.load_state_dict(load_file(os.path.join(out_dir, "base_model.safetensors")))
+    pm = PeftModel.from_pretrained(base, out_dir)
+    if other:
+        pm.load_adapter(os.path.join(out_dir, "other"), "other")
+    return [n for n, p in pm.named_parameters() if p.requires_grad]
 
 
 def write_case(name, model_cls, make_x, kwargs, other_kwargs, merge_ok):
@@ -204,7 +217,7 @@ def write_case(name, model_cls, make_x, kwargs, other_kwargs, merge_ok):
     save_file({k: v.contiguous() for k, v in base.state_dict().items()}, os.path.join(out_dir, "base_model.safetensors"))
     x = make_x()
     pm = get_peft_model(base, LoraConfig(init_lora_weights=False, **kwargs))
-    meta = {"model": model_cls.__name__, **counts(pm), "targeted": json.dumps(pm.targeted_module_names)}
+    meta = {"model": model_cls.__name__, **counts(pm), "targeted": list(pm.targeted_module_names)}
     perturb_trainable(pm)
     io = {"x": x}
     if other_kwargs is not None:
@@ -228,7 +241,9 @@ def write_case(name, model_cls, make_x, kwargs, other_kwargs, merge_ok):
     for d in (out_dir, os.path.join(out_dir, "other")):
         if os.path.exists(os.path.join(d, "README.md")):
             os.remove(os.path.join(d, "README.md"))
-    save_file({k: v.contiguous() for k, v in io.items()}, os.path.join(out_dir, "io.safetensors"), metadata=meta)
+    meta["loaded_trainable"] = loaded_trainable(model_cls, out_dir, other_kwargs is not None)
+    save_file({k: v.contiguous() for k, v in io.items()}, os.path.join(out_dir, "io.safetensors"),
+              metadata={"info": json.dumps(meta, sort_keys=True)})
 
 
 def write_inject_case():
@@ -252,10 +267,14 @@ def write_inject_case():
     save_file({k: v.contiguous() for k, v in sd.items()}, os.path.join(out_dir, "adapter_model.safetensors"),
               metadata={"format": "pt"})
     config.save_pretrained(out_dir)
-    save_file({"x": x, "out": out}, os.path.join(out_dir, "io.safetensors"), metadata={"model": "MLP"})
+    save_file({"x": x, "out": out}, os.path.join(out_dir, "io.safetensors"),
+              metadata={"info": json.dumps({"model": "MLP"})})
 
 
 def main():
+    if os.environ.get("PYTHONHASHSEED") != "0":  # PEFT writes target_modules in set order
+        os.environ["PYTHONHASHSEED"] = "0"
+        os.execv(sys.executable, [sys.executable] + sys.argv)
     torch.set_num_threads(1)
     os.makedirs(DATA, exist_ok=True)
     for name, spec in CASES.items():

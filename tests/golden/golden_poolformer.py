@@ -1,10 +1,14 @@
 #!/opt/peftenv/bin/python
 """Golden data for the samples (tests/test_samples.cpp), made with timm and PEFT themselves.
 
-Needs torch, timm and peft (e.g. a venv with the system's torch: `pip install --no-deps timm`
-next to peft). make_golden.py runs this when it can import them; otherwise run it directly:
+Needs torch, timm and peft: the venv of golden_peft.py plus timm, which imports torchvision
+(Debian's python3-torchvision matches Debian's torch 1.13):
 
+    apt-get install python3-torchvision && /opt/peftenv/bin/pip install --no-deps timm==1.0.31
     /opt/peftenv/bin/python tests/golden/golden_poolformer.py
+
+make_golden.py runs it too when its interpreter can import timm and peft. Deterministic: every
+part seeds torch from the CRC of its name.
 
 Writes into tests/golden/data/samples/ (a subfolder, so make_golden.py's stale-file cleanup of
 data/*.safetensors leaves it alone):
@@ -26,6 +30,7 @@ data/*.safetensors leaves it alone):
 """
 import json
 import os
+import re
 import shutil
 import sys
 import zlib
@@ -61,6 +66,7 @@ def save_adapter(peft_model, name):
     path = os.path.join(OUT, name)
     shutil.rmtree(path, ignore_errors=True)
     peft_model.save_pretrained(path)
+    os.remove(os.path.join(path, "README.md"))  # PEFT's model card template; not needed
     return path
 
 
@@ -80,9 +86,12 @@ def m36_modules():
            "peft": {"target_modules": LORA_REGEX, "modules_to_save": ["head.fc"],
                     "print_trainable_parameters": line,
                     "targeted_module_names": list(pm.targeted_module_names)}}
+    # One list entry per line: readable, and a diff shows what a timm version changed.
+    text = json.dumps(doc, indent=1)
+    text = re.sub(r"\[\s+(\"[^\"]*\"),\s+(\"[^\"]*\"|\[[\d,\s]*\])\s+\]",
+                  lambda m: "[" + m.group(1) + ", " + re.sub(r"\s+", "", m.group(2)) + "]", text)
     with open(os.path.join(OUT, "poolformer_m36_modules.json"), "w") as f:
-        json.dump(doc, f, indent=0)
-        f.write("\n")
+        f.write(text + "\n")
     print(line)
 
 
