@@ -105,12 +105,7 @@ Tensor LoraConv2d::lora_branch(const Tensor& h, const std::string& n, const Tens
 
 Tensor LoraConv2d::forward(const Tensor& x) {
   nn::ModulePtr base = base_layer();
-  if (disabled()) {
-    if (merged()) unmerge();
-    return base->forward(x);
-  }
-  if (merged()) return base->forward(x);
-  std::vector<std::string> names = forward_adapters();
+  std::vector<std::string> names = prepare_forward();
   if (names.empty()) return base->forward(x);
   Tensor result;
   size_t first = 0;

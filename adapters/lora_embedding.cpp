@@ -50,13 +50,9 @@ Tensor LoraEmbedding::embed(const Tensor& ids, const Tensor& table) const {
 
 Tensor LoraEmbedding::forward(const Tensor& ids) {
   nn::ModulePtr base = base_layer();
-  if (disabled()) {
-    if (merged()) unmerge();
-    return base->forward(ids);
-  }
+  std::vector<std::string> names = prepare_forward();
   Tensor result = base->forward(ids);
-  if (merged()) return result;
-  for (const auto& n : forward_adapters()) {
+  for (const auto& n : names) {
     const Tensor& A = param_dict("lora_embedding_A")[n];  // (r, num)
     const Tensor& B = param_dict("lora_embedding_B")[n];  // (dim, r)
     const double s = scaling(n);

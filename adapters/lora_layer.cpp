@@ -79,6 +79,15 @@ std::vector<std::string> LoraLayer::forward_adapters() const {
   return out;
 }
 
+std::vector<std::string> LoraLayer::prepare_forward() {
+  if (disabled()) {
+    if (merged()) unmerge();
+    return {};
+  }
+  if (merged()) return {};
+  return forward_adapters();
+}
+
 void LoraLayer::delete_adapter(const std::string& name) {
   PEFT_CHECK(settings_.count(name), type_name(), ": no adapter named '", name, "'");
   PEFT_CHECK(std::find(merged_.begin(), merged_.end(), name) == merged_.end(), type_name(), ": adapter '", name,
@@ -186,12 +195,7 @@ void LoraLinear::update_layer(const std::string& name, const LoraLayerSettings& 
 
 Tensor LoraLinear::forward(const Tensor& x) {
   nn::ModulePtr base = base_layer();
-  if (disabled()) {
-    if (merged()) unmerge();
-    return base->forward(x);
-  }
-  if (merged()) return base->forward(x);
-  std::vector<std::string> names = forward_adapters();
+  std::vector<std::string> names = prepare_forward();
   if (names.empty()) return base->forward(x);
   Tensor w = base->param("weight");
   Tensor b = base->has_param("bias") ? base->param("bias") : Tensor();

@@ -60,6 +60,9 @@ class LoraLayer : public nn::Module {
   nn::ParameterDict& param_dict(const std::string& name) const;
   // Adapters that take part in forward: active ones this layer has, in activation order.
   std::vector<std::string> forward_adapters() const;
+  // PEFT's forward preamble: disabled → unmerge (for good, as PEFT) and use the base alone;
+  // merged → the base alone; otherwise forward_adapters(). Empty: return base(x).
+  std::vector<std::string> prepare_forward();
   // For layers that override merge()/unmerge() (several weights, custom math): record the
   // merge order so merged(), merged_adapters() and the model-level operations stay right.
   void mark_merged(const std::string& name);

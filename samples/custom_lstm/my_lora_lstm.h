@@ -71,12 +71,9 @@ class MyLoraLSTM : public LoraLayer {
   }
 
   Tensor forward(const Tensor& x) override {
-    if (disabled()) {
-      if (merged()) unmerge();
-      return base_layer()->forward(x);
-    }
-    std::vector<std::string> adapters = forward_adapters();
-    if (merged() || adapters.empty()) return base_layer()->forward(x);
+    // disabled / merged / no active adapter: the base LSTM alone (PEFT's rules, from LoraLayer).
+    std::vector<std::string> adapters = prepare_forward();
+    if (adapters.empty()) return base_layer()->forward(x);
     const nn::LSTM& base = lstm();
     // flat_weights(): per layer w_ih, w_hh (then b_ih, b_hh when the LSTM has biases).
     std::vector<Tensor> params = base.flat_weights();

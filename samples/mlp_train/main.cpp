@@ -1,4 +1,4 @@
-// The main demo until the LoRA samples land: trains the seed MLP
+// Full fine-tuning of the seed MLP (the LoRA demo is samples/mlp_lora): trains the seed MLP
 // (../shared/seeds/custom_models.md) on the PEFT notebook's toy task with Adam (lr 2e-3,
 // batch 64, 30 epochs) and prints per-epoch losses.
 //   usage: mlp_train [--epochs N] [--hidden H] [--seed S]
