@@ -1,6 +1,9 @@
 #include "core/device.h"
 
 #include "core/error.h"
+#ifdef PEFT_WITH_CUDA
+#include "kernels/cuda/runtime.cuh"
+#endif
 
 namespace peft {
 
@@ -16,6 +19,22 @@ Device Device::parse(const std::string& s) {
     return cuda(idx);
   }
   PEFT_ERROR("Device: cannot parse '", s, "' (expected cpu, cuda or cuda:N)");
+}
+
+int cuda_device_count() {
+#ifdef PEFT_WITH_CUDA
+  return cuda::device_count();
+#else
+  return 0;
+#endif
+}
+
+bool built_with_cuda() {
+#ifdef PEFT_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
 }
 
 std::string Device::str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }

@@ -21,4 +21,10 @@ struct Device {
   bool operator!=(const Device& o) const { return !(*this == o); }
 };
 
+// Usable CUDA devices: 0 in a build without PEFT_CUDA, or on a machine without a GPU/driver.
+int cuda_device_count();
+inline bool cuda_is_available() { return cuda_device_count() > 0; }
+// Whether this build contains the CUDA backend at all.
+bool built_with_cuda();
+
 }  // namespace peft
