@@ -1,6 +1,7 @@
 #include "adapters/lora_model.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <regex>
 #include <set>
@@ -202,7 +203,22 @@ const LoraConfig& LoraModel::config(const std::string& adapter_name) const {
   return it->second;
 }
 
-void LoraModel::inject_adapter(const LoraConfig& config, const std::string& adapter_name) {
+namespace {
+// PEFT: fan_in_fan_out describes GPT-2's Conv1D layout; for Linear targets it is switched off
+// with a warning. This engine has no Conv1D, so it is always switched off.
+LoraConfig without_fan_in_fan_out(const LoraConfig& config) {
+  LoraConfig c = config;
+  if (c.fan_in_fan_out) {
+    std::fprintf(stderr, "warning: fan_in_fan_out is set to True but the target module is `Linear`. Setting "
+                         "fan_in_fan_out to False.\n");
+    c.fan_in_fan_out = false;
+  }
+  return c;
+}
+}  // namespace
+
+void LoraModel::inject_adapter(const LoraConfig& config_in, const std::string& adapter_name) {
+  const LoraConfig config = without_fan_in_fan_out(config_in);
   PEFT_CHECK(!configs_.count(adapter_name), "Adapter with name '", adapter_name, "' already exists.");
   if (!configs_.empty())
     PEFT_CHECK(config.bias == "none" || std::all_of(configs_.begin(), configs_.end(), [](const auto& kv) {
@@ -312,8 +328,9 @@ nn::ModulePtr LoraModel::unload_impl(bool merge, bool safe_merge) {
   return model();
 }
 
-nn::ModulePtr inject_adapter_in_model(const LoraConfig& config, nn::ModulePtr model, const std::string& adapter_name) {
+nn::ModulePtr inject_adapter_in_model(const LoraConfig& config_in, nn::ModulePtr model, const std::string& adapter_name) {
   PEFT_CHECK(model != nullptr, "inject_adapter_in_model: model is null");
+  const LoraConfig config = without_fan_in_fan_out(config_in);
   Plan plan = plan_injection(*model, config, adapter_name);
   apply_plan(*model, plan, config, adapter_name);
   freeze_non_adapters(*model, config, adapter_name);
