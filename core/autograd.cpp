@@ -29,15 +29,20 @@ std::vector<Tensor> FunctionNode::apply(const std::vector<Tensor>& grads) {
 std::vector<Tensor> AccumulateGrad::apply(const std::vector<Tensor>& grads) {
   auto leaf = leaf_.lock();
   if (!leaf || !grads[0].defined()) return {};
-  Tensor g = grads[0];
-  Tensor self(leaf);
-  if (g.shape() != leaf->shape) g = sum_to(g, leaf->shape);
-  if (!leaf->grad) {
-    // Own the buffer: the incoming gradient may alias a saved tensor or another grad.
-    leaf->grad = g.detach().clone().impl_ptr();
-  } else {
-    Tensor(leaf->grad).add_(g);
+  const Tensor& in = grads[0];
+  // The incoming buffer can become .grad without a copy when nothing else can see it: only
+  // the engine's list holds the handle and the storage, it is a plain contiguous tensor of
+  // the leaf's shape. Otherwise it may alias a saved tensor, a user's seed or another input's
+  // gradient, and is copied.
+  const bool exclusive = in.impl_ptr().use_count() == 1 && in.storage().use_count() == 1 && in.is_contiguous() &&
+                         in.offset() == 0 && !in.grad_fn() && in.shape() == leaf->shape && in.dtype() == leaf->dtype;
+  if (!leaf->grad && exclusive) {
+    leaf->grad = in.impl_ptr();
+    return {};
   }
+  Tensor g = in.shape() == leaf->shape ? in : sum_to(in, leaf->shape);
+  if (!leaf->grad) leaf->grad = g.detach().clone().impl_ptr();
+  else Tensor(leaf->grad).add_(g);
   return {};
 }
 
