@@ -2,6 +2,7 @@
 #pragma once
 #include "core/autograd.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "core/ops.h"
 #include "core/optim.h"
 #include "core/random.h"

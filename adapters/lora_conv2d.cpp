@@ -1,9 +1,9 @@
 #include "adapters/lora_conv2d.h"
 
 #include <algorithm>
-#include <iostream>
 #include <typeinfo>
 
+#include "core/log.h"
 #include "core/ops.h"
 #include "layers/activation.h"
 #include "layers/init.h"
@@ -20,7 +20,7 @@ LoraConv2d::LoraConv2d(std::shared_ptr<nn::Module> base, const std::string& adap
   auto conv = as_conv(base);
   PEFT_CHECK(conv != nullptr, "lora.Conv2d: base layer must be a Conv2d, got ", base->type_name());
   if (conv->config().groups > 1)
-    std::cerr << "warning: LoRA adapter added to ConvNd layer with groups > 1. Merging is not supported.\n";
+    log_warning("LoRA adapter added to ConvNd layer with groups > 1. Merging is not supported.");
   update_layer(adapter_name, s);
 }
 

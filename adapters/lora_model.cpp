@@ -7,6 +7,7 @@
 #include <set>
 
 #include "adapters/dispatch.h"
+#include "core/log.h"
 #include "core/ops.h"
 
 namespace peft {
@@ -194,6 +195,7 @@ LoraModel::LoraModel(nn::ModulePtr model, const LoraConfig& config, const std::s
   PEFT_CHECK(model != nullptr, "LoraModel: model is null");
   register_module("model", model);
   training_ = model->is_training();
+  active_ = {adapter_name};  // the first adapter is the active one, whatever its name
   inject_adapter(config, adapter_name);
 }
 
@@ -209,8 +211,8 @@ namespace {
 LoraConfig without_fan_in_fan_out(const LoraConfig& config) {
   LoraConfig c = config;
   if (c.fan_in_fan_out) {
-    std::fprintf(stderr, "warning: fan_in_fan_out is set to True but the target module is `Linear`. Setting "
-                         "fan_in_fan_out to False.\n");
+    log_warning("fan_in_fan_out is set to True but the target module is `Linear`. Setting fan_in_fan_out to "
+                "False.");
     c.fan_in_fan_out = false;
   }
   return c;
@@ -333,6 +335,11 @@ nn::ModulePtr inject_adapter_in_model(const LoraConfig& config_in, nn::ModulePtr
   const LoraConfig config = without_fan_in_fan_out(config_in);
   Plan plan = plan_injection(*model, config, adapter_name);
   apply_plan(*model, plan, config, adapter_name);
+  // The injected adapter is the active one (as PEFT's tuner does), whatever its name.
+  for (auto& [name, m] : model->named_modules()) {
+    if (auto l = std::dynamic_pointer_cast<LoraLayer>(m)) l->set_adapter({adapter_name});
+    else if (auto w = std::dynamic_pointer_cast<ModulesToSaveWrapper>(m)) w->set_adapter({adapter_name});
+  }
   freeze_non_adapters(*model, config, adapter_name);
   return model;
 }

@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "core/log.h"
 #include "io/tensor_io.h"
 
 namespace peft {
@@ -246,7 +247,7 @@ void PeftModel::load_adapter(const std::string& dir, const std::string& name, bo
     throw;
   }
   if (!warnings)
-    for (const auto& m : local) std::cerr << "warning: " << m << "\n";
+    for (const auto& m : local) log_warning(m);
   if (!is_trainable) eval();
 }
 
@@ -272,7 +273,7 @@ std::shared_ptr<PeftModel> PeftModel::from_pretrained(nn::ModulePtr model, const
     throw;
   }
   if (!warnings)
-    for (const auto& m : local) std::cerr << "warning: " << m << "\n";
+    for (const auto& m : local) log_warning(m);
   if (!is_trainable) pm->eval();  // PEFT puts a model loaded for inference in eval mode
   return pm;
 }

@@ -1,6 +1,8 @@
 #include "core/autograd.h"
 
 #include <atomic>
+#include <cctype>
+#include <cmath>
 #include <queue>
 #include <unordered_map>
 #include <unordered_set>
@@ -11,10 +13,49 @@ namespace peft {
 namespace {
 thread_local bool g_grad_enabled = true;
 std::atomic<uint64_t> g_sequence{0};
+std::atomic<bool> g_anomaly{false};
+// > 0 while forward checks must not run on this thread: inside the scan itself (it converts
+// tensors through ops that record) and inside backward formulas (their intermediate ops are
+// checked as one node, after apply()).
+thread_local int g_anomaly_suppressed = 0;
+struct ModuleFrame {
+  std::string name, type;
+};
+thread_local std::vector<ModuleFrame> g_module_stack;
+
+struct SuppressAnomaly {
+  SuppressAnomaly() { ++g_anomaly_suppressed; }
+  ~SuppressAnomaly() { --g_anomaly_suppressed; }
+};
+
+// "LogSoftmaxBackward" → "log_softmax": the forward op a node was recorded for.
+std::string forward_op_name(const std::string& node_name) {
+  std::string base = node_name;
+  const std::string suffix = "Backward";
+  if (base.size() > suffix.size() && base.compare(base.size() - suffix.size(), suffix.size(), suffix) == 0)
+    base.resize(base.size() - suffix.size());
+  std::string out;
+  for (size_t i = 0; i < base.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(base[i]);
+    if (std::isupper(c)) {
+      if (i > 0 && !std::isupper(static_cast<unsigned char>(base[i - 1]))) out += '_';
+      out += static_cast<char>(std::tolower(c));
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+std::string module_clause(const std::string& path) {
+  return path.empty() ? "outside any module" : "in module " + path;
+}
 }  // namespace
 
 bool GradMode::is_enabled() { return g_grad_enabled; }
 void GradMode::set_enabled(bool enabled) { g_grad_enabled = enabled; }
+bool AnomalyMode::is_enabled() { return g_anomaly.load(std::memory_order_relaxed); }
+void AnomalyMode::set_enabled(bool enabled) { g_anomaly.store(enabled, std::memory_order_relaxed); }
 
 namespace autograd {
 
@@ -46,6 +87,58 @@ std::vector<Tensor> AccumulateGrad::apply(const std::vector<Tensor>& grads) {
   return {};
 }
 
+ModulePathScope::ModulePathScope(std::string name, std::string type_name) {
+  g_module_stack.push_back({std::move(name), std::move(type_name)});
+}
+ModulePathScope::~ModulePathScope() { g_module_stack.pop_back(); }
+
+std::string current_module_path() {
+  if (g_module_stack.empty()) return "";
+  std::string path;
+  for (const auto& f : g_module_stack) {
+    if (f.name.empty()) continue;
+    if (!path.empty()) path += '.';
+    path += f.name;
+  }
+  const std::string& type = g_module_stack.back().type;
+  return path.empty() ? type : path + " (" + type + ")";
+}
+
+bool has_nonfinite(const Tensor& t) {
+  if (!t.defined() || !is_floating(t.dtype()) || t.numel() == 0) return false;
+  SuppressAnomaly suppress;
+  NoGradGuard no_grad;
+  if (t.dtype() == DType::F32 && t.device().is_cpu() && t.is_contiguous()) {
+    const float* p = t.data_ptr<float>();
+    for (int64_t i = 0, n = t.numel(); i < n; ++i)
+      if (!std::isfinite(p[i])) return true;
+    return false;
+  }
+  for (double v : t.to_vector<double>())
+    if (!std::isfinite(v)) return true;
+  return false;
+}
+
+namespace {
+// A view (an output sharing an input's storage) only passes values on, so it is skipped: the
+// op that computed them is named instead (e.g. sum, whose result is reshaped by a view).
+bool is_view_of_input(const Tensor& out, const std::vector<Tensor>& inputs) {
+  for (const auto& in : inputs)
+    if (in.defined() && out.defined() && in.storage() == out.storage()) return true;
+  return false;
+}
+
+void check_forward_outputs(const std::string& name, const std::vector<Tensor>& inputs,
+                           const std::vector<Tensor>& outputs) {
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    if (is_view_of_input(outputs[i], inputs) || !has_nonfinite(outputs[i])) continue;
+    PEFT_ERROR("anomaly: ", forward_op_name(name), " (", name, ") produced NaN/Inf in its output",
+               outputs.size() > 1 ? " " + std::to_string(i) : std::string(), " (shape ",
+               shape_str(outputs[i].shape()), ") ", module_clause(current_module_path()));
+  }
+}
+}  // namespace
+
 bool needs_grad(const std::vector<Tensor>& inputs) {
   if (!GradMode::is_enabled()) return false;
   for (const auto& t : inputs)
@@ -67,9 +160,12 @@ Edge gradient_edge(const Tensor& t) {
 
 void record(const std::string& name, const std::vector<Tensor>& inputs,
             const std::vector<Tensor>& outputs, BackwardFn backward) {
+  const bool anomaly = AnomalyMode::is_enabled() && g_anomaly_suppressed == 0;
+  if (anomaly) check_forward_outputs(name, inputs, outputs);
   if (!needs_grad(inputs)) return;
   auto node = std::make_shared<FunctionNode>(name, std::move(backward));
   node->sequence_nr = g_sequence++;
+  if (AnomalyMode::is_enabled()) node->module_path = current_module_path();
   for (const auto& in : inputs) node->next_edges.push_back(gradient_edge(in));
   for (size_t i = 0; i < outputs.size(); ++i) {
     const Tensor& out = outputs[i];
@@ -138,7 +234,18 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
     for (size_t i = 0; i < node->outputs.size(); ++i)
       if (!grads[i].defined())
         grads[i] = Tensor::zeros(node->outputs[i].shape, node->outputs[i].dtype, node->outputs[i].device);
-    std::vector<Tensor> in_grads = node->apply(grads);
+    std::vector<Tensor> in_grads;
+    if (AnomalyMode::is_enabled()) {
+      {
+        SuppressAnomaly suppress;
+        in_grads = node->apply(grads);
+      }
+      for (size_t i = 0; i < in_grads.size(); ++i)
+        PEFT_CHECK(!has_nonfinite(in_grads[i]), "anomaly: ", node->name(), " produced NaN/Inf in a gradient (for input ",
+                   i, ", shape ", shape_str(in_grads[i].shape()), ") ", module_clause(node->module_path));
+    } else {
+      in_grads = node->apply(grads);
+    }
     if (!retain_graph) node->release();
     for (size_t i = 0; i < node->next_edges.size(); ++i) {
       const Edge& e = node->next_edges[i];

@@ -41,6 +41,9 @@ class Node : public std::enable_shared_from_this<Node> {
   std::vector<Edge> next_edges;
   std::vector<OutputMeta> outputs;
   uint64_t sequence_nr = 0;
+  // The module that was running when the node was recorded ("seq.2 (Linear)"); filled only
+  // in anomaly mode, so a backward anomaly can name it.
+  std::string module_path;
 };
 
 using BackwardFn = std::function<std::vector<Tensor>(const std::vector<Tensor>& grads)>;
@@ -82,5 +85,44 @@ void record(const std::string& name, const std::vector<Tensor>& inputs,
 
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_roots, bool retain_graph);
 
+// ---- module path (for anomaly messages)
+// A thread-local stack of the modules being run. Each frame holds the module's dotted name
+// relative to the frame below it ("" when unknown, e.g. the root) and its type name; layers/
+// pushes frames (Module::operator(), containers) only while anomaly mode is on, so the stack
+// costs nothing otherwise. Core knows names only, never modules.
+class ModulePathScope {
+ public:
+  ModulePathScope(std::string name, std::string type_name);
+  ~ModulePathScope();
+  ModulePathScope(const ModulePathScope&) = delete;
+  ModulePathScope& operator=(const ModulePathScope&) = delete;
+};
+// "seq.2 (Linear)": the frames' non-empty names joined with "." and the innermost type;
+// just the type when no name is known; "" outside any module.
+std::string current_module_path();
+
+// True when the tensor holds a NaN or an Inf (floating dtypes only; any device).
+bool has_nonfinite(const Tensor& t);
+
 }  // namespace autograd
+
+// ---- anomaly mode (torch.autograd.detect_anomaly)
+// When enabled (process-wide), the first op whose output holds NaN/Inf in forward, and the
+// first backward node that returns a NaN/Inf gradient, throw peft::Error naming the op and the
+// innermost module being run. Every output is scanned (a device-to-host copy on the GPU), so
+// it is a debugging mode, off by default.
+struct AnomalyMode {
+  static bool is_enabled();
+  static void set_enabled(bool enabled);
+};
+// RAII: sets anomaly mode in its scope and restores the previous state on exit.
+class DetectAnomalyGuard {
+ public:
+  explicit DetectAnomalyGuard(bool enabled = true) : prev_(AnomalyMode::is_enabled()) { AnomalyMode::set_enabled(enabled); }
+  ~DetectAnomalyGuard() { AnomalyMode::set_enabled(prev_); }
+  DetectAnomalyGuard(const DetectAnomalyGuard&) = delete;
+  DetectAnomalyGuard& operator=(const DetectAnomalyGuard&) = delete;
+ private:
+  bool prev_;
+};
 }  // namespace peft

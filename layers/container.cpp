@@ -18,7 +18,10 @@ ModulePtr Sequential::operator[](size_t i) const {
 
 Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
-  for (auto& kv : child_table()) h = kv.second->forward(h);
+  for (auto& kv : child_table()) {
+    ModuleCallScope scope(*kv.second, kv.first);
+    h = kv.second->forward(h);
+  }
   return h;
 }
 

@@ -12,6 +12,43 @@
 namespace peft::nn {
 
 namespace {
+// The module whose forward runs now on this thread (anomaly mode only; see ModuleCallScope).
+thread_local const Module* g_current_module = nullptr;
+}  // namespace
+
+Tensor Module::operator()(const Tensor& x) {
+  ModuleCallScope scope(*this);
+  return forward(x);
+}
+
+bool Module::find_descendant(const Module* target, const std::string& prefix, std::string& out) const {
+  for (const auto& [name, child] : children_) {
+    if (!child) continue;
+    std::string path = prefix.empty() ? name : prefix + "." + name;
+    if (child.get() == target) {
+      out = path;
+      return true;
+    }
+    if (child->find_descendant(target, path, out)) return true;
+  }
+  return false;
+}
+
+ModuleCallScope::ModuleCallScope(const Module& m, const std::string& name_in_parent) {
+  if (!AnomalyMode::is_enabled()) return;
+  active_ = true;
+  prev_ = g_current_module;
+  std::string name;  // stays "" when `m` is already the running module (run twice in a row)
+  if (prev_ != &m && !(prev_ && prev_->find_descendant(&m, "", name))) name = name_in_parent;
+  path_ = std::make_unique<autograd::ModulePathScope>(name, m.type_name());
+  g_current_module = &m;
+}
+
+ModuleCallScope::~ModuleCallScope() {
+  if (active_) g_current_module = prev_;
+}
+
+namespace {
 // The owning pointer of a module; a module on the stack has none, which would otherwise
 // surface as std::bad_weak_ptr from shared_from_this().
 ModulePtr owner_of(Module& m, const char* what) {

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/autograd.h"
 #include "core/tensor.h"
 
 namespace peft::nn {
@@ -29,7 +30,9 @@ class Module : public std::enable_shared_from_this<Module> {
   virtual std::string type_name() const = 0;
   // Single-tensor forward; modules with other signatures add their own methods.
   virtual Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
+  // forward() run as a call of this module: in anomaly mode it is pushed on the module path
+  // that anomaly errors name (see ModuleCallScope); otherwise the same as forward().
+  Tensor operator()(const Tensor& x);
 
   // ---- registration (names: non-empty, no ".", unique within the module)
   Tensor& register_parameter(const std::string& name, Tensor t, bool requires_grad = true);
@@ -100,6 +103,9 @@ class Module : public std::enable_shared_from_this<Module> {
   bool training_ = true;
 
  private:
+  friend class ModuleCallScope;
+  // Dotted name of `target` within this module's subtree (pre-order search); false if absent.
+  bool find_descendant(const Module* target, const std::string& prefix, std::string& out) const;
   void check_new_name(const std::string& name, const char* what) const;
   void collect_modules(const std::string& prefix, std::vector<std::pair<std::string, ModulePtr>>& out);
   void collect_tensors(const std::string& prefix, bool params, bool recurse,
@@ -110,6 +116,25 @@ class Module : public std::enable_shared_from_this<Module> {
 };
 
 std::ostream& operator<<(std::ostream& os, const Module& m);
+
+// RAII, used by Module::operator() and by containers around each child they run: while anomaly
+// mode is on, marks `m` as the module being run (thread-local), so an anomaly error names it as
+// "seq.2 (Linear)". The name is searched for in the subtree of the module running now, so it
+// is the full dotted path even when intermediate modules were run through forward(); when `m`
+// is not found there (or nothing runs yet), `name_in_parent` is used (empty: type only). Off
+// anomaly mode it does nothing.
+class ModuleCallScope {
+ public:
+  explicit ModuleCallScope(const Module& m, const std::string& name_in_parent = "");
+  ~ModuleCallScope();
+  ModuleCallScope(const ModuleCallScope&) = delete;
+  ModuleCallScope& operator=(const ModuleCallScope&) = delete;
+
+ private:
+  bool active_ = false;
+  const Module* prev_ = nullptr;
+  std::unique_ptr<autograd::ModulePathScope> path_;
+};
 
 // Declares clone() for a copyable module class.
 #define PEFT_MODULE_CLONE(Class) \

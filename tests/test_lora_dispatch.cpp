@@ -90,3 +90,32 @@ TEST_CASE("a custom entry overrides the built-in layer and others keep theirs", 
                                     "`Embedding`, `Conv2d`."));
   CHECK(net->get_submodule("lstm")->type_name() == "LSTM");
 }
+
+TEST_CASE("an adapter not named \"default\" is active after get_peft_model and inject_adapter_in_model",
+          "[lora][naming]") {
+  LoraConfig cfg;
+  cfg.target_modules = {"plain"};
+  cfg.init_lora_weights = LoraInit::Random;
+  manual_seed(5);
+  auto net = std::make_shared<Net>();
+  Tensor ids = Tensor::from_vector(std::vector<int64_t>{1, 2, 3}, {1, 3});
+  Tensor base_out;
+  {
+    NoGradGuard g;
+    base_out = net->forward(ids);
+  }
+  auto pm = get_peft_model(net, cfg, "custom");
+  CHECK(pm->active_adapters() == std::vector<std::string>{"custom"});
+  NoGradGuard g;
+  CHECK(max(abs(sub(pm->forward(ids), base_out))).item() > 1e-6);  // the adapter takes part
+  auto merged = pm->merge_and_unload();
+  CHECK(merged->get_submodule("plain")->type_name() == "Linear");
+
+  auto net2 = std::make_shared<Net>();
+  Tensor before = net2->forward(ids);
+  inject_adapter_in_model(cfg, net2, "mine");
+  auto layer = std::dynamic_pointer_cast<LoraLayer>(net2->get_submodule("plain"));
+  REQUIRE(layer != nullptr);
+  CHECK(layer->active_adapters() == std::vector<std::string>{"mine"});
+  CHECK(max(abs(sub(net2->forward(ids), before))).item() > 1e-6);
+}

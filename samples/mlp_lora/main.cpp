@@ -13,6 +13,7 @@
 #include <string>
 
 #include "models/mlp.h"
+#include "models/progress.h"
 
 using namespace peft;
 
@@ -81,12 +82,17 @@ int main(int argc, char** argv) {
 
     optim::Adam opt(model->trainable_parameters(), {2e-3});
     samples::EpochResult r;
+    const int64_t n_train = 800, batch = 64;
+    samples::ProgressLine progress(epochs, (n_train + batch - 1) / batch, /*every=*/5);
     for (int64_t ep = 0; ep < epochs; ++ep) {
       auto t0 = std::chrono::steady_clock::now();
-      r = samples::run_epoch(*model, opt, task, 800, 64, data_gen);
+      progress.start_epoch(ep);
+      r = samples::run_epoch(*model, opt, task, n_train, batch, data_gen,
+                             [&](int64_t step, int64_t, double loss, int64_t n) { progress.step(step, loss, n); });
+      progress.end_epoch();
       double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       std::printf("epoch %2lld  train loss %.4f  eval loss %.4f  (%.2f s, %.0f samples/s)\n",
-                  static_cast<long long>(ep), r.train_loss, r.eval_loss, dt, 800 / dt);
+                  static_cast<long long>(ep), r.train_loss, r.eval_loss, dt, static_cast<double>(n_train) / dt);
       std::fflush(stdout);
     }
     std::printf("final eval loss %.4f\n", r.eval_loss);

@@ -4,6 +4,8 @@
 #pragma once
 #include <peft/peft.h>
 
+#include <functional>
+
 namespace peft::samples {
 
 class MLP : public nn::Module {
@@ -46,14 +48,18 @@ struct EpochResult {
   double train_loss = 0, eval_loss = 0;
 };
 
+// Called after each optimizer step: step (1-based), steps in the epoch, the batch's loss and size.
+using StepCallback = std::function<void(int64_t step, int64_t steps, double loss, int64_t batch)>;
+
 // One epoch of the notebook's loop: shuffled mini-batches of the first `n_train` rows, then
-// the eval loss on the rest.
+// the eval loss on the rest. `on_step` (optional) sees every step, e.g. for a ProgressLine.
 inline EpochResult run_epoch(nn::Module& model, optim::Optimizer& opt, const ToyTask& task, int64_t n_train,
-                             int64_t batch, Generator& gen) {
+                             int64_t batch, Generator& gen, const StepCallback& on_step = nullptr) {
   EpochResult r;
   model.train();
   Tensor order = randperm(n_train, gen);
   int64_t batches = 0;
+  const int64_t steps = (n_train + batch - 1) / batch;
   for (int64_t i = 0; i < n_train; i += batch) {
     Tensor idx = order.slice(0, i, std::min(i + batch, n_train));
     Tensor out = model.forward(index_select(task.X, 0, idx));
@@ -61,8 +67,10 @@ inline EpochResult run_epoch(nn::Module& model, optim::Optimizer& opt, const Toy
     opt.zero_grad();
     loss.backward();
     opt.step();
-    r.train_loss += loss.item();
+    const double l = loss.item();
+    r.train_loss += l;
     ++batches;
+    if (on_step) on_step(batches, steps, l, idx.size(0));
   }
   r.train_loss /= static_cast<double>(std::max<int64_t>(batches, 1));
   model.eval();
