@@ -70,7 +70,8 @@ bool LoraConv2d::fused_1x1(const Tensor& x, const std::string& first) const {
   auto base = base_conv();
   const nn::Conv2dConfig& c = base->config();
   // Only an exact nn::Conv2d: a subclass may compute its base output differently.
-  return typeid(*base) == typeid(nn::Conv2d) && x.dim() == 4 && !settings(first).use_dora &&
+  const nn::Conv2d& conv = *base;  // typeid of a named object: no side effects to evaluate
+  return typeid(conv) == typeid(nn::Conv2d) && x.dim() == 4 && !settings(first).use_dora &&
          base->kernel_size() == std::make_pair<int64_t, int64_t>(1, 1) &&
          c.stride == std::make_pair<int64_t, int64_t>(1, 1) && c.padding == std::make_pair<int64_t, int64_t>(0, 0) &&
          c.groups == 1;

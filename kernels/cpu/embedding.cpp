@@ -13,7 +13,7 @@ namespace peft::kernels::cpu {
 
 namespace {
 
-constexpr int64_t kParallelWork = 1 << 15;
+[[maybe_unused]] constexpr int64_t kParallelWork = 1 << 15;  // used by OpenMP pragmas only
 constexpr int64_t kColBlock = 64;
 
 }  // namespace

@@ -19,7 +19,7 @@ namespace peft::kernels::cpu {
 namespace {
 
 constexpr int64_t kTile = 128;
-constexpr int64_t kParallelWork = 1 << 14;
+[[maybe_unused]] constexpr int64_t kParallelWork = 1 << 14;  // used by OpenMP pragmas only
 
 template <class T>
 using Row = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
