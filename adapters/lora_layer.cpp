@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/autograd.h"
 #include "core/ops.h"
 #include "layers/activation.h"
 #include "layers/init.h"
@@ -130,10 +131,7 @@ void LoraLayer::merge(bool safe_merge, const std::vector<std::string>& adapter_n
     Tensor delta = get_delta_weight(n);
     if (safe_merge) {
       Tensor merged = add(w.detach(), delta);
-      bool finite = true;
-      for (double v : merged.to_vector<double>())
-        if (!std::isfinite(v)) { finite = false; break; }
-      PEFT_CHECK(finite, "NaNs detected in the merged weights. The adapter ", n, " seems to be broken");
+      PEFT_CHECK(!autograd::has_nonfinite(merged), "NaNs detected in the merged weights. The adapter ", n, " seems to be broken");
       w.copy_(merged);
     } else {
       w.add_(delta);

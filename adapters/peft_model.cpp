@@ -66,6 +66,16 @@ std::vector<std::string> wrapper_names(nn::Module& model) {
 }
 }  // namespace
 
+namespace {
+// set_peft_model_state_dict plus the warnings PEFT gives for the result.
+void load_adapter_state(nn::Module& model, const NamedTensors& state, const std::string& adapter,
+                        std::vector<std::string>& warnings) {
+  AdapterLoadResult r = set_peft_model_state_dict(model, state, adapter);
+  if (!r.missing_keys.empty()) warnings.push_back(missing_keys_warning(r.missing_keys));
+  if (!r.unexpected_keys.empty()) warnings.push_back(unexpected_keys_warning(r.unexpected_keys));
+}
+}  // namespace
+
 // ---------------------------------------------------------------- state dict ↔ PEFT keys
 
 NamedTensors get_peft_model_state_dict(nn::Module& model, const LoraConfig& config, const std::string& adapter,
@@ -234,9 +244,7 @@ void PeftModel::load_adapter(const std::string& dir, const std::string& name, bo
   for (auto& [n, p] : named_parameters()) flags.emplace_back(p, p.requires_grad());
   base_model()->inject_adapter(cfg, name);
   try {
-    AdapterLoadResult r = set_peft_model_state_dict(*model(), state, name);
-    if (!r.missing_keys.empty()) w->push_back(missing_keys_warning(r.missing_keys));
-    if (!r.unexpected_keys.empty()) w->push_back(unexpected_keys_warning(r.unexpected_keys));
+    load_adapter_state(*model(), state, name, *w);
   } catch (...) {
     base_model()->delete_adapter(name);
     for (auto& [n, l] : base_model()->lora_layers())
@@ -259,14 +267,11 @@ std::shared_ptr<PeftModel> PeftModel::from_pretrained(nn::ModulePtr model, const
   LoraConfig cfg = config ? *config : LoraConfig::from_pretrained(dir, w);
   cfg.inference_mode = !is_trainable;
   NamedTensors state = io::load_file(dir + "/adapter_model.safetensors");
-  NamedTensors original = model->state_dict();
   std::vector<std::pair<Tensor, bool>> flags;
   for (auto& [n, p] : model->named_parameters()) flags.emplace_back(p, p.requires_grad());
   auto pm = std::make_shared<PeftModel>(model, cfg, adapter_name);
   try {
-    AdapterLoadResult r = set_peft_model_state_dict(*pm->model(), state, adapter_name);
-    if (!r.missing_keys.empty()) w->push_back(missing_keys_warning(r.missing_keys));
-    if (!r.unexpected_keys.empty()) w->push_back(unexpected_keys_warning(r.unexpected_keys));
+    load_adapter_state(*pm->model(), state, adapter_name, *w);
   } catch (...) {
     pm->unload();  // the user's model gets its own layers back
     for (auto& [p, rg] : flags) p.set_requires_grad(rg);

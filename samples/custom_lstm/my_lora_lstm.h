@@ -101,8 +101,8 @@ class MyLoraLSTM : public LoraLayer {
       for (const auto& w : adapted_weights()) {
         deltas.push_back(delta_weight(n, w));
         if (safe_merge)
-          for (double v : add(base->param(w), deltas.back()).to_vector<double>())
-            PEFT_CHECK(std::isfinite(v), "NaNs detected in the merged weights. The adapter ", n, " seems to be broken");
+          PEFT_CHECK(!autograd::has_nonfinite(add(base->param(w), deltas.back())),
+                     "NaNs detected in the merged weights. The adapter ", n, " seems to be broken");
       }
       for (size_t i = 0; i < deltas.size(); ++i) base->param(adapted_weights()[i]).add_(deltas[i]);
       mark_merged(n);
