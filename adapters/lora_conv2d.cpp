@@ -165,10 +165,7 @@ Tensor LoraConv2d::get_delta_weight(const std::string& name) const {
   const Tensor& W = base->param("weight");
   const int64_t r = A.size(0);
   // PEFT's 1×1 branch (squeezed B @ A) and its k×k branch (conv2d(Aᵀ, B)ᵀ) are both this product.
-  Tensor delta = mul(matmul(B.reshape({W.size(0), r}), A.reshape({r, -1})).reshape(W.shape()), scaling(name));
-  if (merge_phase_ == MergePhase::None || !settings(name).use_dora) return delta;
-  auto dora = std::dynamic_pointer_cast<DoraLayer>(dict("lora_magnitude_vector")[name]);
-  return dora_effective_delta(merge_phase_, *dora, W, delta);
+  return mul(matmul(B.reshape({W.size(0), r}), A.reshape({r, -1})).reshape(W.shape()), scaling(name));
 }
 
 void LoraConv2d::merge(bool safe_merge, const std::vector<std::string>& adapter_names) {
@@ -187,10 +184,7 @@ void LoraConv2d::merge(bool safe_merge, const std::vector<std::string>& adapter_
   PEFT_CHECK(base->config().groups == 1, "Merging is not supported for _ConvNd layers with groups > 1! (lora.Conv2d "
              "with groups=", base->config().groups, ")");
   const size_t before = merged_adapters().size();
-  {
-    MergePhaseScope phase(merge_phase_, MergePhase::Merging);
-    LoraLayer::merge(safe_merge, names);
-  }
+  LoraLayer::merge(safe_merge, names);
   NoGradGuard g;  // lora_bias: the LoRA bias joins the base bias
   for (size_t i = before; i < merged_adapters().size(); ++i) {
     const std::string& n = merged_adapters()[i];
@@ -205,7 +199,6 @@ void LoraConv2d::unmerge() {
     for (const auto& n : merged_adapters())
       if (settings(n).lora_bias) base->param("bias").add_(as_conv(dict("lora_B")[n])->bias(), -scaling(n));
   }
-  MergePhaseScope phase(merge_phase_, MergePhase::Unmerging);
   LoraLayer::unmerge();
 }
 

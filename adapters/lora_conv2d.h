@@ -23,8 +23,8 @@ class LoraConv2d : public LoraLayer {
   std::string type_name() const override { return "lora.Conv2d"; }
   Tensor forward(const Tensor& x) override;
   void update_layer(const std::string& name, const LoraLayerSettings& settings) override;
-  // s·(B.view(out, r)·A.view(r, in·kh·kw)).view(W.shape) (groups 1 only); while merging /
-  // unmerging a DoRA adapter, the change DoRA applies to W instead.
+  // s·(B.view(out, r)·A.view(r, in·kh·kw)).view(W.shape) (groups 1 only);
+  // DoRA's rescaling is applied by LoraLayer::merge_change.
   Tensor get_delta_weight(const std::string& name) const override;
   // Refused for groups > 1 ("Merging is not supported for _ConvNd layers with groups > 1!").
   void merge(bool safe_merge = false, const std::vector<std::string>& adapter_names = {}) override;
@@ -42,7 +42,6 @@ class LoraConv2d : public LoraLayer {
   Tensor dora_forward(const Tensor& x, const std::string& name, const Tensor& result);
   // B·A in W's shape as PEFT's DoRA computes it: mm(B.view(-1, r), A.view(r, -1)).reshape(W.shape).
   Tensor dora_lora_weight(const std::string& name) const;
-  mutable MergePhase merge_phase_ = MergePhase::None;
 };
 
 }  // namespace peft

@@ -47,22 +47,10 @@ class DoraLayer : public nn::Module {
   Tensor cached_norm_;  // set by merged_weight, consumed by unmerged_weight
 };
 
-// The built-in LoRA layers merge through LoraLayer::merge / unmerge, which add or subtract
-// get_delta_weight(). For a DoRA adapter the change of W is not the LoRA delta, so while a
-// layer merges (unmerges) its get_delta_weight returns the effective change
-// dora_factor·(W + Δ) − W (resp. W − (W / dora_factor − Δ)). The scope sets the phase.
+// LoraLayer::merge / unmerge add or subtract a change of W per adapter. For a DoRA adapter
+// that change is not the LoRA delta but dora_factor·(W + Δ) − W when merging, and
+// W − (W / dora_factor − Δ) when unmerging.
 enum class MergePhase { None, Merging, Unmerging };
-
-class MergePhaseScope {
- public:
-  MergePhaseScope(MergePhase& phase, MergePhase value) : phase_(phase) { phase_ = value; }
-  ~MergePhaseScope() { phase_ = MergePhase::None; }
-  MergePhaseScope(const MergePhaseScope&) = delete;
-  MergePhaseScope& operator=(const MergePhaseScope&) = delete;
-
- private:
-  MergePhase& phase_;
-};
 
 // The change of W that merging (or, negated, unmerging) applies for a DoRA adapter in `phase`;
 // `delta` itself when phase is None. W is the base weight as it is now.

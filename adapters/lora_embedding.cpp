@@ -78,20 +78,7 @@ Tensor LoraEmbedding::get_delta_weight(const std::string& name) const {
   NoGradGuard g;
   const Tensor& A = param_dict("lora_embedding_A")[name];
   const Tensor& B = param_dict("lora_embedding_B")[name];
-  Tensor delta = mul(matmul(B, A).t(), scaling(name)).contiguous();
-  if (merge_phase_ == MergePhase::None || !settings(name).use_dora) return delta;
-  auto dora = std::dynamic_pointer_cast<DoraLayer>(dict("lora_magnitude_vector")[name]);
-  return dora_effective_delta(merge_phase_, *dora, base_layer()->param("weight"), delta);
-}
-
-void LoraEmbedding::merge(bool safe_merge, const std::vector<std::string>& adapter_names) {
-  MergePhaseScope phase(merge_phase_, MergePhase::Merging);
-  LoraLayer::merge(safe_merge, adapter_names);
-}
-
-void LoraEmbedding::unmerge() {
-  MergePhaseScope phase(merge_phase_, MergePhase::Unmerging);
-  LoraLayer::unmerge();
+  return mul(matmul(B, A).t(), scaling(name)).contiguous();
 }
 
 }  // namespace peft

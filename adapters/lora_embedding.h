@@ -20,15 +20,12 @@ class LoraEmbedding : public LoraLayer {
   Tensor forward(const Tensor& ids) override;
   // PEFT's init: True and "gaussian" → A = 0, B ~ N(0, 1); False → both N(0, 1).
   void update_layer(const std::string& name, const LoraLayerSettings& settings) override;
-  // s·(B·A)ᵀ, (num_embeddings, embedding_dim); the DoRA change of W while merging / unmerging.
+  // s·(B·A)ᵀ, (num_embeddings, embedding_dim).
   Tensor get_delta_weight(const std::string& name) const override;
-  void merge(bool safe_merge = false, const std::vector<std::string>& adapter_names = {}) override;
-  void unmerge() override;
 
  private:
   // F.embedding(ids, table) with the base layer's padding_idx (PEFT's _embed).
   Tensor embed(const Tensor& ids, const Tensor& table) const;
-  mutable MergePhase merge_phase_ = MergePhase::None;
 };
 
 }  // namespace peft

@@ -115,6 +115,14 @@ std::string LoraLayer::pop_merged() {
   return n;
 }
 
+Tensor LoraLayer::merge_change(const std::string& name, MergePhase phase) {
+  Tensor delta = get_delta_weight(name);
+  if (!settings(name).use_dora) return delta;
+  auto dora = std::dynamic_pointer_cast<DoraLayer>(dict("lora_magnitude_vector")[name]);
+  PEFT_CHECK(dora != nullptr, type_name(), ": DoRA adapter '", name, "' has no magnitude vector");
+  return dora_effective_delta(phase, *dora, merge_target(), delta);
+}
+
 Tensor& LoraLayer::merge_target() { return base_layer()->param("weight"); }
 
 Tensor LoraLayer::get_delta_weight(const std::string&) const {
@@ -128,7 +136,7 @@ void LoraLayer::merge(bool safe_merge, const std::vector<std::string>& adapter_n
   for (const auto& n : names) {
     PEFT_CHECK(settings_.count(n), type_name(), ": no adapter named '", n, "' to merge");
     if (std::find(merged_.begin(), merged_.end(), n) != merged_.end()) continue;
-    Tensor delta = get_delta_weight(n);
+    Tensor delta = merge_change(n, MergePhase::Merging);
     if (safe_merge) {
       Tensor merged = add(w.detach(), delta);
       PEFT_CHECK(!autograd::has_nonfinite(merged), "NaNs detected in the merged weights. The adapter ", n, " seems to be broken");
@@ -146,7 +154,7 @@ void LoraLayer::unmerge() {
   while (!merged_.empty()) {
     std::string n = merged_.back();
     merged_.pop_back();
-    w.add_(get_delta_weight(n), -1.0);
+    w.add_(merge_change(n, MergePhase::Unmerging), -1.0);
   }
 }
 
@@ -252,10 +260,7 @@ Tensor LoraLinear::get_delta_weight(const std::string& name) const {
   auto A = std::dynamic_pointer_cast<nn::Linear>(dict("lora_A")[name]);
   auto B = std::dynamic_pointer_cast<nn::Linear>(dict("lora_B")[name]);
   NoGradGuard g;
-  Tensor delta = mul(matmul(B->weight(), A->weight()), scaling(name));
-  if (merge_phase_ == MergePhase::None || !settings(name).use_dora) return delta;
-  auto dora = std::dynamic_pointer_cast<DoraLayer>(dict("lora_magnitude_vector")[name]);
-  return dora_effective_delta(merge_phase_, *dora, base_layer()->param("weight"), delta);
+  return mul(matmul(B->weight(), A->weight()), scaling(name));
 }
 
 void LoraLinear::merge(bool safe_merge, const std::vector<std::string>& adapter_names) {
@@ -267,10 +272,7 @@ void LoraLinear::merge(bool safe_merge, const std::vector<std::string>& adapter_
                  "no bias.");
   }
   const size_t before = merged_adapters().size();
-  {
-    MergePhaseScope phase(merge_phase_, MergePhase::Merging);
-    LoraLayer::merge(safe_merge, names);
-  }
+  LoraLayer::merge(safe_merge, names);
   // lora_bias: the LoRA bias joins the base bias.
   NoGradGuard g;
   for (size_t i = before; i < merged_adapters().size(); ++i) {
@@ -291,7 +293,6 @@ void LoraLinear::unmerge() {
       base->param("bias").add_(B->bias(), -scaling(n));
     }
   }
-  MergePhaseScope phase(merge_phase_, MergePhase::Unmerging);
   LoraLayer::unmerge();
 }
 

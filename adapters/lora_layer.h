@@ -46,6 +46,9 @@ class LoraLayer : public nn::Module {
   virtual void unmerge();
   // Delta of the base weight for one adapter, in the base weight's shape.
   virtual Tensor get_delta_weight(const std::string& name) const;
+  // The change merging (phase Merging) or unmerging (Unmerging) adapter `name` makes to
+  // merge_target(): get_delta_weight(), rescaled by the magnitude vector for a DoRA adapter.
+  Tensor merge_change(const std::string& name, MergePhase phase);
   // The base-layer tensor merges modify ("weight" by default).
   virtual Tensor& merge_target();
 
@@ -85,7 +88,7 @@ class LoraLinear : public LoraLayer {
   std::string type_name() const override { return "lora.Linear"; }
   Tensor forward(const Tensor& x) override;
   void update_layer(const std::string& name, const LoraLayerSettings& settings) override;
-  // s·B·A; while merging / unmerging a DoRA adapter, the change DoRA applies to W instead.
+  // s·B·A (DoRA's rescaling is applied by LoraLayer::merge_change).
   Tensor get_delta_weight(const std::string& name) const override;
   void merge(bool safe_merge = false, const std::vector<std::string>& adapter_names = {}) override;
   void unmerge() override;
@@ -93,7 +96,6 @@ class LoraLinear : public LoraLayer {
  private:
   // PEFT's DoraLinearVariant.forward: `result` is the output so far (base plus earlier adapters).
   Tensor dora_forward(const Tensor& x, const std::string& name, const Tensor& result);
-  mutable MergePhase merge_phase_ = MergePhase::None;
 };
 
 }  // namespace peft
