@@ -95,6 +95,34 @@ LoraLayerSettings LoraConfig::settings_for(const std::string& module_name) const
   return s;
 }
 
+namespace {
+// libstdc++'s std::regex compiles (and matches) by recursion: one stack frame per term and per
+// nesting level, so a pattern of ~100k characters or ~20k nested groups overflows the stack
+// instead of throwing. Patterns come from adapter_config.json (untrusted), so they are bounded
+// well below that (real target_modules regexes are a few hundred characters) before compiling.
+constexpr size_t kMaxRegexChars = 8192;
+constexpr int kMaxRegexNesting = 64;
+
+void check_user_regex(const std::string& pattern, const char* what) {
+  PEFT_CHECK(pattern.size() <= kMaxRegexChars, "LoraConfig: ", what, " is a regular expression of ", pattern.size(),
+             " characters; at most ", kMaxRegexChars, " are accepted");
+  int depth = 0, max_depth = 0;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] == '\\') { ++i; continue; }  // an escaped character opens nothing
+    if (pattern[i] == '(') max_depth = std::max(max_depth, ++depth);
+    if (pattern[i] == ')') --depth;
+  }
+  PEFT_CHECK(max_depth <= kMaxRegexNesting, "LoraConfig: ", what, " '", pattern.substr(0, 80),
+             pattern.size() > 80 ? "...'" : "'", " nests groups ", max_depth, " deep; at most ", kMaxRegexNesting,
+             " levels are accepted");
+  try {
+    std::regex re(pattern);
+  } catch (const std::regex_error&) {
+    PEFT_ERROR("LoraConfig: ", what, " '", pattern, "' is not a valid regular expression");
+  }
+}
+}  // namespace
+
 void LoraConfig::validate() const {
   PEFT_CHECK(r > 0, "`r` should be a positive integer value but the value passed is ", r);
   for (const auto& kv : rank_pattern)
@@ -116,20 +144,12 @@ void LoraConfig::validate() const {
                "init_lora_weights=gaussian instead.");
     PEFT_CHECK(!use_dora, "The argument lora_bias=True is not supported for DoRA, please pass use_dora=False");
   }
-  for (const auto& kv : rank_pattern) {
-    try {
-      std::regex re(kv.first);
-    } catch (const std::regex_error&) {
-      PEFT_ERROR("LoraConfig: rank_pattern key '", kv.first, "' is not a valid regular expression");
-    }
-  }
-  if (target_modules.is_regex()) {
-    try {
-      std::regex re(target_modules.regex());
-    } catch (const std::regex_error&) {
-      PEFT_ERROR("LoraConfig: target_modules '", target_modules.regex(), "' is not a valid regular expression");
-    }
-  }
+  for (const auto& kv : rank_pattern) check_user_regex(kv.first, "rank_pattern key");
+  for (const auto& kv : alpha_pattern) check_user_regex(kv.first, "alpha_pattern key");
+  if (target_modules.is_regex()) check_user_regex(target_modules.regex(), "target_modules");
+  if (exclude_modules.is_regex()) check_user_regex(exclude_modules.regex(), "exclude_modules");
+  if (layers_pattern)
+    for (const auto& p : *layers_pattern) check_user_regex(p, "layers_pattern entry");
 }
 
 // ---------------------------------------------------------------- JSON

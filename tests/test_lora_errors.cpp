@@ -208,6 +208,42 @@ TEST_CASE("invalid config combinations are refused with PEFT's messages", "[lora
   CHECK_NOTHROW(get_peft_model(mlp(), ok));
 }
 
+TEST_CASE("invalid, huge or deeply nested regular expressions are refused before compiling", "[lora][errors]") {
+  // std::regex recurses per term and per group: unbounded patterns from adapter_config.json
+  // would overflow the stack instead of throwing, so validate() bounds them first.
+  auto m = mlp();
+  ModelState before = capture(*m);
+  LoraConfig bad;
+  bad.target_modules = Regex{"lin(0"};
+  CHECK_THROWS_WITH(get_peft_model(m, bad), Contains("target_modules 'lin(0' is not a valid regular expression"));
+  LoraConfig huge;
+  huge.target_modules = Regex{std::string(200000, 'a')};
+  CHECK_THROWS_WITH(get_peft_model(m, huge), Contains("target_modules is a regular expression of 200000 characters; "
+                                                      "at most 8192 are accepted"));
+  LoraConfig deep;
+  deep.target_modules = Regex{std::string(500, '(') + "lin0" + std::string(500, ')')};
+  CHECK_THROWS_WITH(get_peft_model(m, deep), Contains("nests groups 500 deep; at most 64 levels are accepted"));
+  LoraConfig ex = config({"lin0"});
+  ex.exclude_modules = Regex{"[lin"};
+  CHECK_THROWS_WITH(get_peft_model(m, ex), Contains("exclude_modules '[lin' is not a valid regular expression"));
+  LoraConfig alpha = config({"lin0"});
+  alpha.alpha_pattern = {{"lin0)", 4.0}};
+  CHECK_THROWS_WITH(get_peft_model(m, alpha), Contains("alpha_pattern key 'lin0)' is not a valid regular expression"));
+  LoraConfig layers = config({"lin0"});
+  layers.layers_to_transform = std::vector<int64_t>{0};
+  layers.layers_pattern = std::vector<std::string>{"lay(ers"};
+  CHECK_THROWS_WITH(get_peft_model(m, layers), Contains("layers_pattern entry 'lay(ers' is not a valid regular expression"));
+  // Escaped parentheses open no group: 100 of them are fine.
+  LoraConfig escaped;
+  escaped.target_modules = Regex{"(lin0)|x" + [] { std::string s; for (int i = 0; i < 100; ++i) s += "\\("; return s; }()};
+  CHECK_NOTHROW(get_peft_model(mlp(), escaped));
+  // From a file: the same check runs when adapter_config.json is read.
+  nlohmann::json j = config({"lin0"}).to_json();
+  j["target_modules"] = std::string(3000, '(') + std::string(3000, ')');
+  CHECK_THROWS_WITH(LoraConfig::from_json(j), Contains("at most 64 levels are accepted"));
+  check_unchanged(*m, before);
+}
+
 TEST_CASE("a duplicate adapter name is refused and changes nothing", "[lora][errors]") {
   auto pm = get_peft_model(mlp(), config({"lin0"}));
   ModelState before = capture(*pm);
