@@ -1,6 +1,7 @@
 // peft.cpp umbrella header: include this and link peft::peft.
 #pragma once
 #include "core/autograd.h"
+#include "core/cuda_api.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/ops.h"

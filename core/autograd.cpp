@@ -71,6 +71,8 @@ std::vector<Tensor> AccumulateGrad::apply(const std::vector<Tensor>& grads) {
   auto leaf = leaf_.lock();
   if (!leaf || !grads[0].defined()) return {};
   const Tensor& in = grads[0];
+  PEFT_CHECK(in.device() == leaf->storage->device(), "backward: gradient on ", in.device().str(),
+             " for a leaf tensor on ", leaf->storage->device().str(), " (shape ", shape_str(leaf->shape), ")");
   // The incoming buffer can become .grad without a copy when nothing else can see it: only
   // the engine's list holds the handle and the storage, it is a plain contiguous tensor of
   // the leaf's shape. Otherwise it may alias a saved tensor, a user's seed or another input's

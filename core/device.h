@@ -1,5 +1,5 @@
-// Where a tensor lives. CPU today; the type admits CUDA devices so the GPU backend
-// (kernels/cuda) slots in without redesign (DESIGN.md decision 6).
+// Where a tensor lives: the CPU or a CUDA device (DESIGN.md decision 6). Memory statistics
+// and the CUDA cache are in core/cuda_api.h.
 #pragma once
 #include <string>
 

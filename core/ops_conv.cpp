@@ -14,6 +14,8 @@ Tensor embedding(const Tensor& weight, const Tensor& ids_in, std::optional<int64
   detail::check_float_inputs("embedding", {&weight});
   PEFT_CHECK(weight.dim() == 2, "embedding: weight must be 2-D (num_embeddings, dim), got ", shape_str(weight.shape()));
   PEFT_CHECK(ids_in.dtype() == DType::I64, "embedding: indices must be I64, got ", dtype_name(ids_in.dtype()));
+  PEFT_CHECK(ids_in.device() == weight.device(), "embedding: expected all tensors on the same device, got ",
+             weight.device().str(), " (weight) and ", ids_in.device().str(), " (indices)");
   const int64_t V = weight.shape()[0], D = weight.shape()[1];
   Tensor ids = detail::contiguous_data(ids_in);
   const int64_t n = ids.numel();
@@ -50,6 +52,9 @@ Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
   PEFT_CHECK(a.dim() >= 1, "index_select: input must have at least one dimension");
   PEFT_CHECK(index.dtype() == DType::I64, "index_select: index must be I64, got ", dtype_name(index.dtype()));
   const int64_t d = wrap_dim(dim, a.dim(), "index_select");
+  PEFT_CHECK(index.device() == a.device(), "index_select: expected all tensors on the same device, got ",
+             a.device().str(), " (input) and ", index.device().str(), " (index)");
+  detail::check_cpu("index_select", a);
   if (!is_floating(a.dtype())) {  // integer data has no gradient: copy slice by slice
     std::vector<int64_t> ids = index.to_vector<int64_t>();
     Shape out_shape = a.shape();

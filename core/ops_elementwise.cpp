@@ -24,9 +24,17 @@ void check_float_inputs(const char* op, std::initializer_list<const Tensor*> ts)
     PEFT_CHECK(t->device() == first->device(), op, ": expected all tensors on the same device, got ",
                first->device().str(), " and ", t->device().str());
   }
+  // After the loop, so mixing devices is reported as such rather than as a missing kernel.
+  if (first) check_cpu(op, *first);
+}
+
+void check_cpu(const char* op, const Tensor& t) {
+  PEFT_CHECK(!t.defined() || t.device().is_cpu(), op, ": not implemented on ", t.device().str(),
+             " yet (CPU only); move the tensor with .to(Device::cpu())");
 }
 
 Tensor contiguous_data(const Tensor& t) {
+  check_cpu("contiguous_data", t);
   NoGradGuard g;
   return t.detach().contiguous();
 }

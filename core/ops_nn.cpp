@@ -153,6 +153,8 @@ Tensor nll_loss(const Tensor& input, const Tensor& target, const std::string& re
   check_reduction(reduction, "nll_loss");
   detail::check_float_inputs("nll_loss", {&input});
   PEFT_CHECK(target.dtype() == DType::I64, "nll_loss: target must be I64 class indices, got ", dtype_name(target.dtype()));
+  PEFT_CHECK(target.device() == input.device(), "nll_loss: expected all tensors on the same device, got ",
+             input.device().str(), " (input) and ", target.device().str(), " (target)");
   PEFT_CHECK(input.dim() == 1 || input.dim() == 2, "nll_loss: expected input of shape (N, C) or (C), got ",
              shape_str(input.shape()));
   const bool batched = input.dim() == 2;

@@ -14,6 +14,14 @@ void check_param(const Tensor& p, size_t i) {
              " must be a contiguous floating point tensor");
 }
 
+// Before an update reads a parameter and its gradient on the CPU: parameters can move after the
+// optimizer was built (Module::to), and the updates have no CUDA kernels yet.
+void check_step_inputs(const char* name, const Tensor& p, const Tensor& g, size_t i) {
+  PEFT_CHECK(g.device() == p.device(), name, ": parameter ", i, " is on ", p.device().str(), " but its gradient on ",
+             g.device().str());
+  detail::check_cpu(name, p);
+}
+
 Tensor state_tensor_or_throw(const OptimizerState& s, const std::string& key, const Shape& shape) {
   auto it = s.find(key);
   PEFT_CHECK(it != s.end(), "optimizer load_state_dict: missing key '", key, "'");
@@ -82,6 +90,7 @@ void SGD::step() {
     Tensor& p = params_[i];
     Tensor g = p.grad();
     if (!g.defined()) continue;
+    check_step_inputs("SGD", p, g, i);
     g = g.to(p.dtype()).contiguous();
     const bool first = opt_.momentum != 0 && !momentum_[i].defined();
     if (first) momentum_[i] = Tensor::empty(p.shape(), p.dtype());
@@ -131,6 +140,7 @@ void Adam::step() {
     Tensor& p = params_[i];
     Tensor g = p.grad();
     if (!g.defined()) continue;
+    check_step_inputs(decoupled_ ? "AdamW" : "Adam", p, g, i);
     g = g.to(p.dtype()).contiguous();
     if (!exp_avg_[i].defined()) {
       exp_avg_[i] = Tensor::zeros(p.shape(), p.dtype());

@@ -1,5 +1,6 @@
 // A block of bytes owned by one or more tensors. CPU storage is 64-byte aligned (Eigen's
-// vector loads); external storage (an mmap) keeps its owner alive through `keepalive`.
+// vector loads); CUDA storage comes from the device's caching allocator (core/cuda_api.h) and
+// goes back to it; external storage (an mmap) keeps its owner alive through `keepalive`.
 #pragma once
 #include <cstddef>
 #include <memory>
@@ -10,7 +11,7 @@ namespace peft {
 
 class Storage {
  public:
-  // Allocates nbytes on the device (CPU: aligned, uninitialised).
+  // Allocates nbytes on the device, uninitialised (throws when the device is absent or full).
   Storage(size_t nbytes, Device device);
   // Wraps memory owned elsewhere (read/write is the caller's promise).
   Storage(void* data, size_t nbytes, Device device, std::shared_ptr<void> keepalive);

@@ -8,6 +8,8 @@
 #include <sstream>
 
 #include "core/autograd.h"
+#include "core/cuda_api.h"
+#include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/random.h"
 #include "kernels/cpu/elementwise.h"
@@ -141,7 +143,9 @@ double Tensor::item() const {
 
 template <class T>
 std::vector<T> Tensor::to_vector() const {
-  Tensor c = to(dtype_of<T>::value).contiguous();
+  // Device memory is copied to the host first, so item(), printing and tests work anywhere.
+  Tensor host = device().is_cpu() ? *this : detach().to(Device::cpu());
+  Tensor c = host.to(dtype_of<T>::value).contiguous();
   const T* p = c.data_ptr<T>();
   return std::vector<T>(p, p + c.numel());
 }
@@ -330,7 +334,7 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
   DType dt = dtype();
   autograd::record("SliceBackward", {*this}, {out},
                    [in_shape, dt, d, start, end, step](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-                     Tensor gi = Tensor::zeros(in_shape, dt);
+                     Tensor gi = Tensor::zeros(in_shape, dt, g[0].device());
                      gi.slice(d, start, end, step).copy_(g[0]);
                      return {gi};
                    });
@@ -423,11 +427,6 @@ Tensor Tensor::to(DType dt) const {
   return out;
 }
 
-Tensor Tensor::to(Device device) const {
-  if (device == this->device()) return *this;
-  PEFT_ERROR("to: device ", device.str(), " is not supported by this build (tensor is on ", this->device().str(), ")");
-}
-
 // ---------------------------------------------------------------- in-place
 
 namespace {
@@ -439,8 +438,11 @@ void check_inplace(const Tensor& t, const char* op) {
 
 Tensor& Tensor::copy_(const Tensor& src) {
   check_inplace(*this, "copy_");
-  PEFT_CHECK(src.device() == device(), "copy_: source on ", src.device().str(), ", destination on ", device().str());
   Tensor s = src.expand(shape());
+  if (!device().is_cpu() || !s.device().is_cpu()) {
+    detail::copy_across_devices(*this, s);
+    return *this;
+  }
   kc::copy_convert(shape(), raw_data(), static_cast<int>(dtype()), strides(), s.raw_data(),
                    static_cast<int>(s.dtype()), s.strides());
   return *this;
@@ -448,6 +450,15 @@ Tensor& Tensor::copy_(const Tensor& src) {
 
 Tensor& Tensor::fill_(double value) {
   check_inplace(*this, "fill_");
+  if (device().is_cuda()) {
+    // All-zero bits are +0 in every dtype; other values are written on the host and copied.
+    if (value == 0 && !std::signbit(value) && is_contiguous()) {
+      cuda::device_memset_zero(raw_data(), device(), nbytes());
+      return *this;
+    }
+    NoGradGuard g;
+    return copy_(Tensor::full({}, value, dtype()));
+  }
   switch (dtype()) {
     case DType::F32: kc::fill<float>(shape(), data_ptr<float>(), strides(), static_cast<float>(value)); break;
     case DType::F64: kc::fill<double>(shape(), data_ptr<double>(), strides(), value); break;
@@ -462,6 +473,9 @@ Tensor& Tensor::fill_(double value) {
 
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
   check_inplace(*this, "add_");
+  PEFT_CHECK(other.device() == device(), "add_: expected all tensors on the same device, got ", device().str(),
+             " and ", other.device().str());
+  detail::check_cpu("add_", *this);
   NoGradGuard g;
   Tensor o = other.to(dtype()).expand(shape());
   if (alpha != 1) o = mul(o, alpha);
@@ -478,6 +492,7 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
 
 Tensor& Tensor::mul_(double value) {
   check_inplace(*this, "mul_");
+  detail::check_cpu("mul_", *this);
   if (dtype() == DType::F32)
     kc::affine<float>(shape(), data_ptr<float>(), strides(), data_ptr<float>(), strides(), static_cast<float>(value), 0.f);
   else if (dtype() == DType::F64)
@@ -515,6 +530,7 @@ std::string Tensor::to_string() const {
   if (dtype() == DType::I64) os << std::fixed << std::setprecision(0);
   rec(0, 0, 7);
   os << ", shape=" << shape_str(sh) << ", dtype=" << dtype_name(dtype());
+  if (!device().is_cpu()) os << ", device=" << device().str();
   if (requires_grad()) os << (is_leaf() ? ", requires_grad=true" : ", grad_fn=<" + grad_fn()->name() + ">");
   os << ")";
   return os.str();

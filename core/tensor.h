@@ -40,7 +40,8 @@ class Tensor {
   Tensor() = default;
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
 
-  // ---- factories (CPU; dtype defaults to F32)
+  // ---- factories (dtype defaults to F32; empty/zeros/ones/full take any device, the rest
+  // build on the CPU)
   static Tensor empty(const Shape& shape, DType dtype = DType::F32, Device device = Device::cpu());
   static Tensor zeros(const Shape& shape, DType dtype = DType::F32, Device device = Device::cpu());
   static Tensor ones(const Shape& shape, DType dtype = DType::F32, Device device = Device::cpu());
@@ -75,10 +76,13 @@ class Tensor {
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
   bool is_same(const Tensor& o) const { return impl_ == o.impl_; }
 
-  // Pointer to the first element (offset applied). Checks the dtype.
+  // Pointer to the first element (offset applied), in the tensor's device memory: CPU code
+  // must not dereference it for a CUDA tensor (ops refuse those through detail::check_cpu).
+  // Checks the dtype.
   template <class T> T* data_ptr() const;
   void* raw_data() const;
-  // Value of a one-element tensor as double.
+  // Value of a one-element tensor as double (device tensors are copied to the host first, as
+  // in to_vector and to_string).
   double item() const;
   template <class T> T item() const { return static_cast<T>(item()); }
   // Copies out as a flat vector (any layout), converting to T.
@@ -118,10 +122,11 @@ class Tensor {
   Tensor contiguous() const;                  // self if already contiguous
   Tensor clone() const;                       // contiguous copy with history
   Tensor to(DType dtype) const;               // conversion (autograd between float types)
+  // Copy on `device` (self when already there); gradients flow back to this tensor's device.
   Tensor to(Device device) const;
 
   // ---- in-place (refused on tensors that need grad while grad mode is on)
-  Tensor& copy_(const Tensor& src);           // broadcasts src, converts dtype
+  Tensor& copy_(const Tensor& src);           // broadcasts src, converts dtype, crosses devices
   Tensor& fill_(double value);
   Tensor& zero_() { return fill_(0); }
   Tensor& add_(const Tensor& other, double alpha = 1);

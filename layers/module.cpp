@@ -274,6 +274,32 @@ void Module::zero_grad() {
   for (auto& p : parameters()) p.zero_grad();
 }
 
+void Module::to(Device device) {
+  // Phase 1 copies everything that has to move; phase 2 repoints the TensorImpls. Only phase 1
+  // can throw (no such device, out of memory), and it changes nothing the caller can see.
+  struct Move {
+    TensorImpl* impl;
+    Tensor moved;
+  };
+  std::vector<Move> moves;
+  std::set<TensorImpl*> seen;  // a tensor shared by two modules (tied weights) moves once
+  NoGradGuard g;
+  for (const auto& kv : state_dict()) {
+    TensorImpl* impl = kv.second.unsafe_impl();
+    if (seen.insert(impl).second && impl->storage->device() != device)
+      moves.push_back({impl, kv.second.detach().to(device)});
+    TensorImpl* grad = impl->grad.get();
+    if (grad && seen.insert(grad).second && grad->storage->device() != device)
+      moves.push_back({grad, Tensor(impl->grad).detach().to(device)});
+  }
+  for (auto& mv : moves) {  // no-throw: swaps; shape and dtype are unchanged
+    TensorImpl* fresh = mv.moved.unsafe_impl();
+    mv.impl->storage.swap(fresh->storage);
+    mv.impl->strides.swap(fresh->strides);
+    mv.impl->offset = fresh->offset;
+  }
+}
+
 std::string Module::repr() const {
   // As torch.nn.Module.__repr__: one extra line and no children print inline; otherwise every
   // extra line and child goes on its own line, indented by two spaces.

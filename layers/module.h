@@ -79,6 +79,12 @@ class Module : public std::enable_shared_from_this<Module> {
   // On error nothing is modified.
   LoadResult load_state_dict(const StateDict& sd, bool strict = true);
   void zero_grad();
+  // Moves every parameter and buffer, and their .grad, to `device` in place, as torch's
+  // module.to(): the same Tensor handles (same TensorImpl) point at new storage afterwards, so
+  // optimizers and anything else holding them see the moved tensors. A failure (no such device,
+  // out of memory) leaves the module as it was. Optimizer state (momentum, Adam moments) is not
+  // moved: build the optimizer after moving the model, or move it back before stepping.
+  void to(Device device);
 
   // A deep copy (parameters, buffers and children copied; copies are leaves with the same
   // requires_grad), as copy.deepcopy. Layers opt in with PEFT_MODULE_CLONE(Class).

@@ -1,0 +1,33 @@
+// The CUDA backend as core/ sees it: plain declarations, no CUDA headers, so every core file
+// compiles the same with or without the toolkit. kernels/cuda/memory.cu defines these in a
+// CUDA build; core/cuda_api.cpp defines versions that throw "CUDA is not available in this
+// build" otherwise. Every function taking a CUDA Device checks it exists first
+// ("cuda:0 is not available: this machine has 0 CUDA devices").
+#pragma once
+#include <cstddef>
+
+#include "core/allocator.h"
+#include "core/device.h"
+
+namespace peft::cuda {
+
+// ---- public: memory statistics and the cache (torch.cuda.memory_stats / empty_cache)
+// Returns the cached free blocks of the device's caching allocator to the driver.
+void empty_cache(Device device = Device::cuda(0));
+AllocatorStats memory_stats(Device device = Device::cuda(0));
+void reset_peak_memory_stats(Device device = Device::cuda(0));
+// Waits for all work queued on the device's stream.
+void synchronize(Device device = Device::cuda(0));
+
+// ---- engine internals (Storage, Tensor copies)
+// A block of at least nbytes from the device's caching allocator (0 bytes: a valid block).
+void* device_alloc(Device device, size_t nbytes);
+void device_free(Device device, void* ptr);
+// Copies n bytes between any two devices (CPU included), ordered on the devices' streams.
+// Returns once the bytes can be read by the host when dst is the CPU; a host source may be
+// reused at once (it is pageable memory, which the driver stages before returning).
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes);
+// Zeroes nbytes at ptr on a CUDA device (all-zero bits are 0 in every dtype).
+void device_memset_zero(void* ptr, Device device, size_t nbytes);
+
+}  // namespace peft::cuda
