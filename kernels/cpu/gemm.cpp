@@ -1,4 +1,4 @@
-// kernels/cpu/gemm.cpp — gemm() on Eigen.
+// kernels/cpu/gemm.cpp — gemm() on OpenBLAS for large products (when built with it), else Eigen.
 //
 // Every operand is an Eigen::Map of a row-major matrix with an OuterStride (the row
 // stride), so strided views (a group's slice of a weight, a column block of an
@@ -8,6 +8,11 @@
 #include "kernels/cpu/gemm.h"
 
 #include <Eigen/Core>
+#include <algorithm>
+
+#ifdef PEFT_WITH_OPENBLAS
+#include <cblas.h>
+#endif
 
 namespace peft::kernels::cpu {
 
@@ -30,6 +35,32 @@ void product_into(MutMap<T>& c, T alpha, const XA& a, const XB& b, bool accumula
   }
 }
 
+#ifdef PEFT_WITH_OPENBLAS
+// Below this many multiply-adds Eigen's GEMM is as fast (OpenBLAS's fixed per-call cost --
+// buffer setup, its thread pool -- dominates; the LoRA rank-r products live here).
+constexpr double kBlasMinWork = 64.0 * 64.0 * 64.0;
+
+inline void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta, tb, static_cast<blasint>(M), static_cast<blasint>(N), static_cast<blasint>(K), alpha,
+              A, static_cast<blasint>(lda), B, static_cast<blasint>(ldb), beta, C, static_cast<blasint>(ldc));
+}
+inline void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, double alpha,
+                      const double* A, int64_t lda, const double* B, int64_t ldb, double beta, double* C,
+                      int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta, tb, static_cast<blasint>(M), static_cast<blasint>(N), static_cast<blasint>(K), alpha,
+              A, static_cast<blasint>(lda), B, static_cast<blasint>(ldb), beta, C, static_cast<blasint>(ldc));
+}
+
+// BLAS wants every leading dimension >= the stored row length (>= 1) and 32-bit sizes; a
+// single stored row's stride is never used, so it is raised to the row length. Anything else
+// (e.g. a broadcast operand with row stride 0) stays on Eigen, which takes any stride.
+inline bool blas_fits(int64_t rows, int64_t cols, int64_t& ld) {
+  if (rows == 1) ld = std::max<int64_t>(ld, std::max<int64_t>(cols, 1));
+  return ld >= std::max<int64_t>(cols, 1) && rows < INT32_MAX && cols < INT32_MAX && ld < INT32_MAX;
+}
+#endif
+
 }  // namespace
 
 // ----------------------------------------------------------------------------------------
@@ -47,6 +78,18 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha,
     }
     return;
   }
+#ifdef PEFT_WITH_OPENBLAS
+  if (static_cast<double>(M) * N * K >= kBlasMinWork) {
+    int64_t la = lda, lb = ldb, lc = ldc;
+    if (blas_fits(trans_a ? K : M, trans_a ? M : K, la) && blas_fits(trans_b ? N : K, trans_b ? K : N, lb) &&
+        blas_fits(M, N, lc)) {
+      // beta == 0: BLAS does not read C, as this function promises.
+      blas_gemm(trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, la, B, lb,
+                beta, C, lc);
+      return;
+    }
+  }
+#endif
   bool accumulate = beta != T(0);
   if (accumulate && beta != T(1)) c *= beta;
 
