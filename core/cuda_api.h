@@ -18,6 +18,12 @@ AllocatorStats memory_stats(Device device = Device::cuda(0));
 void reset_peak_memory_stats(Device device = Device::cuda(0));
 // Waits for all work queued on the device's stream.
 void synchronize(Device device = Device::cuda(0));
+// F32 GEMMs (matmul, linear, lora_linear) on CUDA may use TF32 tensor cores: ~10 mantissa bits
+// per product instead of 23, so results differ from the CPU's by ~1e-3 relative. Off by
+// default (exact F32, as torch.backends.cuda.matmul.allow_tf32 = False); process-wide; a plain
+// flag, so it can be set in any build.
+void set_allow_tf32(bool allow);
+bool allow_tf32();
 
 // ---- engine internals (Storage, Tensor copies)
 // A block of at least nbytes from the device's caching allocator (0 bytes: a valid block).

@@ -19,6 +19,9 @@ namespace peft::detail {
 // Same device and dtype for all defined tensors; floating dtype; and, until the op has a CUDA
 // kernel, the CPU (check_cpu).
 void check_float_inputs(const char* op, std::initializer_list<const Tensor*> ts);
+// The same checks without check_cpu, for ops with a CUDA path (core/cuda_ops.h): the op then
+// branches on the device itself.
+void check_float_inputs_any_device(const char* op, std::initializer_list<const Tensor*> ts);
 // Refuses a tensor whose memory the CPU kernels cannot read: "relu: not implemented on cuda:0
 // yet (CPU only); move the tensor with .to(Device::cpu())". Every path that hands a tensor's
 // data_ptr to CPU code passes here or through check_float_inputs.
@@ -26,10 +29,14 @@ void check_cpu(const char* op, const Tensor& t);
 // The detached, contiguous version of t (for kernels that take raw row-major pointers); CPU
 // tensors only (checked, as a last line of defence behind check_float_inputs).
 Tensor contiguous_data(const Tensor& t);
+// The detached, contiguous version of t on its own device (CPU or CUDA), for ops that branch
+// on the device before touching memory.
+Tensor contiguous_detached(const Tensor& t);
 
 // dst ← src (src already expanded to dst's shape; dtypes converted) when either is not on the
-// CPU: one byte copy when both are contiguous in the same dtype, otherwise staged through host
-// memory (until CUDA copy kernels exist). No autograd; Tensor::copy_ routes here.
+// CPU: one byte copy when both are contiguous in the same dtype; on one CUDA device, the CUDA
+// strided copy_convert kernel; across devices, src made contiguous on its own device, its bytes
+// moved, and the layout / dtype work done on dst's device. No autograd; Tensor::copy_ routes here.
 void copy_across_devices(const Tensor& dst, const Tensor& src);
 
 // Matrix products without history on 2-D operands (transposed views are used in place):

@@ -1,5 +1,7 @@
-// embedding, conv2d, avg_pool2d and global average pooling, over kernels/cpu.
+// embedding, conv2d, avg_pool2d and global average pooling, over kernels/cpu; embedding and
+// avg_pool2d also over kernels/cuda (core/cuda_ops.h). conv2d is CPU only for now.
 #include "core/autograd.h"
+#include "core/cuda_ops.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "kernels/cpu/conv2d.h"
@@ -11,34 +13,42 @@ namespace peft {
 namespace kc = kernels::cpu;
 
 Tensor embedding(const Tensor& weight, const Tensor& ids_in, std::optional<int64_t> padding_idx) {
-  detail::check_float_inputs("embedding", {&weight});
+  detail::check_float_inputs_any_device("embedding", {&weight});
   PEFT_CHECK(weight.dim() == 2, "embedding: weight must be 2-D (num_embeddings, dim), got ", shape_str(weight.shape()));
   PEFT_CHECK(ids_in.dtype() == DType::I64, "embedding: indices must be I64, got ", dtype_name(ids_in.dtype()));
   PEFT_CHECK(ids_in.device() == weight.device(), "embedding: expected all tensors on the same device, got ",
              weight.device().str(), " (weight) and ", ids_in.device().str(), " (indices)");
   const int64_t V = weight.shape()[0], D = weight.shape()[1];
-  Tensor ids = detail::contiguous_data(ids_in);
+  const Device dev = weight.device();
+  Tensor ids = detail::contiguous_detached(ids_in);
   const int64_t n = ids.numel();
+  // Device ids are checked by the gather kernel itself (kernels/cuda/index_check.cuh).
   const int64_t* ip = ids.data_ptr<int64_t>();
-  for (int64_t i = 0; i < n; ++i)
-    PEFT_CHECK(ip[i] >= 0 && ip[i] < V, "embedding: index ", ip[i], " at position ", i,
-               " is out of range for an embedding table of ", V, " rows");
+  if (dev.is_cpu())
+    for (int64_t i = 0; i < n; ++i)
+      PEFT_CHECK(ip[i] >= 0 && ip[i] < V, "embedding: index ", ip[i], " at position ", i,
+                 " is out of range for an embedding table of ", V, " rows");
   int64_t pad = padding_idx.value_or(-1);
   if (padding_idx) {
     PEFT_CHECK(*padding_idx >= -V && *padding_idx < V, "embedding: padding_idx ", *padding_idx, " out of range for ", V, " rows");
     if (pad < 0) pad += V;
   }
-  Tensor w = detail::contiguous_data(weight);
+  Tensor w = detail::contiguous_detached(weight);
   Shape out_shape = ids.shape();
   out_shape.push_back(D);
-  Tensor out = Tensor::empty(out_shape, w.dtype());
-  PEFT_DISPATCH_FLOAT(w.dtype(), "embedding", [&] {
+  Tensor out = Tensor::empty(out_shape, w.dtype(), dev);
+  if (dev.is_cuda()) cuda_ops::embedding_forward(n, D, V, w.raw_data(), ip, out.raw_data(), w.dtype(), dev);
+  else PEFT_DISPATCH_FLOAT(w.dtype(), "embedding", [&] {
     kc::embedding_forward<scalar_t>(n, D, w.data_ptr<scalar_t>(), ip, out.data_ptr<scalar_t>());
   });
   DType dt = w.dtype();
   autograd::record("EmbeddingBackward", {weight}, {out}, [ids, n, D, V, pad, dt](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-    Tensor dy = detail::contiguous_data(g[0]);
-    Tensor dw = Tensor::empty({V, D}, dt);
+    Tensor dy = detail::contiguous_detached(g[0]);
+    Tensor dw = Tensor::empty({V, D}, dt, ids.device());
+    if (ids.device().is_cuda()) {
+      cuda_ops::embedding_backward(n, D, V, ids.data_ptr<int64_t>(), dy.raw_data(), dw.raw_data(), pad, dt, ids.device());
+      return {dw};
+    }
     PEFT_DISPATCH_FLOAT(dt, "embedding_backward", [&] {
       kc::embedding_backward<scalar_t>(n, D, V, ids.data_ptr<int64_t>(), dy.data_ptr<scalar_t>(), dw.data_ptr<scalar_t>(), pad);
     });
@@ -124,7 +134,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
 }
 
 Tensor avg_pool2d(const Tensor& x_in, const AvgPool2dOptions& o) {
-  detail::check_float_inputs("avg_pool2d", {&x_in});
+  detail::check_float_inputs_any_device("avg_pool2d", {&x_in});
   PEFT_CHECK(x_in.dim() == 4, "avg_pool2d: expected 4-D input (N, C, H, W), got ", shape_str(x_in.shape()));
   const int64_t kh = o.kernel.first, kw = o.kernel.second;
   const int64_t sh = o.stride.first ? o.stride.first : kh, sw = o.stride.second ? o.stride.second : kw;
@@ -137,14 +147,20 @@ Tensor avg_pool2d(const Tensor& x_in, const AvgPool2dOptions& o) {
                                        o.count_include_pad);
   PEFT_CHECK(s.Ho > 0 && s.Wo > 0, "avg_pool2d: input of size ", shape_str(x_in.shape()), " is too small for kernel ",
              kh, "x", kw);
-  Tensor x = detail::contiguous_data(x_in);
-  Tensor y = Tensor::empty({N, C, s.Ho, s.Wo}, x.dtype());
-  PEFT_DISPATCH_FLOAT(x.dtype(), "avg_pool2d", [&] {
+  Tensor x = detail::contiguous_detached(x_in);
+  Tensor y = Tensor::empty({N, C, s.Ho, s.Wo}, x.dtype(), x.device());
+  if (x.device().is_cuda()) cuda_ops::avg_pool2d_forward(s, x.raw_data(), y.raw_data(), x.dtype(), x.device());
+  else PEFT_DISPATCH_FLOAT(x.dtype(), "avg_pool2d", [&] {
     kc::avg_pool2d_forward<scalar_t>(s, x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>());
   });
-  autograd::record("AvgPool2DBackward", {x_in}, {y}, [s, xs = x.shape(), dt = x.dtype()](const std::vector<Tensor>& g) -> std::vector<Tensor> {
-    Tensor dy = detail::contiguous_data(g[0]);
-    Tensor dx = Tensor::empty(xs, dt);
+  autograd::record("AvgPool2DBackward", {x_in}, {y}, [s, xs = x.shape(), dt = x.dtype(), dev = x.device()](
+                                                         const std::vector<Tensor>& g) -> std::vector<Tensor> {
+    Tensor dy = detail::contiguous_detached(g[0]);
+    Tensor dx = Tensor::empty(xs, dt, dev);
+    if (dev.is_cuda()) {
+      cuda_ops::avg_pool2d_backward(s, dy.raw_data(), dx.raw_data(), dt, dev);
+      return {dx};
+    }
     PEFT_DISPATCH_FLOAT(dt, "avg_pool2d_backward", [&] {
       kc::avg_pool2d_backward<scalar_t>(s, dy.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>());
     });

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/autograd.h"
+#include "core/cuda_ops.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "kernels/cpu/elementwise.h"
@@ -12,7 +13,8 @@ namespace peft {
 namespace kc = kernels::cpu;
 
 namespace detail {
-void check_float_inputs(const char* op, std::initializer_list<const Tensor*> ts) {
+namespace {
+const Tensor* check_float_common(const char* op, std::initializer_list<const Tensor*> ts) {
   const Tensor* first = nullptr;
   for (const Tensor* t : ts) {
     if (!t->defined()) continue;
@@ -24,8 +26,17 @@ void check_float_inputs(const char* op, std::initializer_list<const Tensor*> ts)
     PEFT_CHECK(t->device() == first->device(), op, ": expected all tensors on the same device, got ",
                first->device().str(), " and ", t->device().str());
   }
-  // After the loop, so mixing devices is reported as such rather than as a missing kernel.
-  if (first) check_cpu(op, *first);
+  return first;
+}
+}  // namespace
+
+void check_float_inputs(const char* op, std::initializer_list<const Tensor*> ts) {
+  // After the common checks, so mixing devices is reported as such rather than as a missing kernel.
+  if (const Tensor* first = check_float_common(op, ts)) check_cpu(op, *first);
+}
+
+void check_float_inputs_any_device(const char* op, std::initializer_list<const Tensor*> ts) {
+  check_float_common(op, ts);
 }
 
 void check_cpu(const char* op, const Tensor& t) {
@@ -35,6 +46,11 @@ void check_cpu(const char* op, const Tensor& t) {
 
 Tensor contiguous_data(const Tensor& t) {
   check_cpu("contiguous_data", t);
+  NoGradGuard g;
+  return t.detach().contiguous();
+}
+
+Tensor contiguous_detached(const Tensor& t) {
   NoGradGuard g;
   return t.detach().contiguous();
 }
@@ -57,11 +73,16 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
 
 // Forward of a binary op without history.
 Tensor binary_raw(kc::BinaryOp op, const Tensor& a, const Tensor& b, const char* name) {
-  detail::check_float_inputs(name, {&a, &b});
+  detail::check_float_inputs_any_device(name, {&a, &b});
   Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
   NoGradGuard g;
   Tensor ea = a.detach().expand(shape), eb = b.detach().expand(shape);
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
+  if (a.device().is_cuda()) {
+    cuda_ops::binary(op, shape, out.raw_data(), out.strides(), ea.raw_data(), ea.strides(), eb.raw_data(), eb.strides(),
+                     a.dtype(), a.device());
+    return out;
+  }
   PEFT_DISPATCH_FLOAT(a.dtype(), name, [&] {
     kc::binary<scalar_t>(op, shape, out.data_ptr<scalar_t>(), out.strides(), ea.data_ptr<scalar_t>(), ea.strides(),
                          eb.data_ptr<scalar_t>(), eb.strides());
@@ -70,8 +91,12 @@ Tensor binary_raw(kc::BinaryOp op, const Tensor& a, const Tensor& b, const char*
 }
 
 Tensor unary_raw(kc::UnaryOp op, const Tensor& a, const char* name) {
-  detail::check_float_inputs(name, {&a});
+  detail::check_float_inputs_any_device(name, {&a});
   Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
+  if (a.device().is_cuda()) {
+    cuda_ops::unary(op, a.shape(), out.raw_data(), out.strides(), a.raw_data(), a.strides(), a.dtype(), a.device());
+    return out;
+  }
   PEFT_DISPATCH_FLOAT(a.dtype(), name, [&] {
     kc::unary<scalar_t>(op, a.shape(), out.data_ptr<scalar_t>(), out.strides(), a.data_ptr<scalar_t>(), a.strides());
   });
@@ -79,8 +104,13 @@ Tensor unary_raw(kc::UnaryOp op, const Tensor& a, const char* name) {
 }
 
 Tensor affine_raw(const Tensor& a, double alpha, double beta, const char* name) {
-  detail::check_float_inputs(name, {&a});
+  detail::check_float_inputs_any_device(name, {&a});
   Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
+  if (a.device().is_cuda()) {
+    cuda_ops::affine(a.shape(), out.raw_data(), out.strides(), a.raw_data(), a.strides(), alpha, beta, a.dtype(),
+                     a.device());
+    return out;
+  }
   PEFT_DISPATCH_FLOAT(a.dtype(), name, [&] {
     kc::affine<scalar_t>(a.shape(), out.data_ptr<scalar_t>(), out.strides(), a.data_ptr<scalar_t>(), a.strides(),
                          static_cast<scalar_t>(alpha), static_cast<scalar_t>(beta));
@@ -171,12 +201,16 @@ Tensor neg(const Tensor& a) {
 }
 
 Tensor pow(const Tensor& a, double p) {
-  detail::check_float_inputs("pow", {&a});
+  detail::check_float_inputs_any_device("pow", {&a});
   Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
-  PEFT_DISPATCH_FLOAT(a.dtype(), "pow", [&] {
-    kc::pow_scalar<scalar_t>(a.shape(), out.data_ptr<scalar_t>(), out.strides(), a.data_ptr<scalar_t>(), a.strides(),
-                             static_cast<scalar_t>(p));
-  });
+  if (a.device().is_cuda()) {
+    cuda_ops::pow_scalar(a.shape(), out.raw_data(), out.strides(), a.raw_data(), a.strides(), p, a.dtype(), a.device());
+  } else {
+    PEFT_DISPATCH_FLOAT(a.dtype(), "pow", [&] {
+      kc::pow_scalar<scalar_t>(a.shape(), out.data_ptr<scalar_t>(), out.strides(), a.data_ptr<scalar_t>(), a.strides(),
+                               static_cast<scalar_t>(p));
+    });
+  }
   Tensor as = a.detach();
   autograd::record("PowBackward", {a}, {out}, [as, p](const std::vector<Tensor>& g) -> std::vector<Tensor> {
     if (p == 0) return {mul(g[0], 0.0)};
@@ -191,7 +225,7 @@ Tensor pow(const Tensor& a, const Tensor& e) {
   bool ga = a.requires_grad(), ge = e.requires_grad();
   autograd::record("PowBackward", {a, e}, {out}, [as, es, os, ga, ge](const std::vector<Tensor>& g) -> std::vector<Tensor> {
     Tensor da, de;
-    if (ga) da = sum_to(mul(mul(g[0], es), pow(as, sub(es, Tensor::ones({}, es.dtype())))), as.shape());
+    if (ga) da = sum_to(mul(mul(g[0], es), pow(as, sub(es, Tensor::ones({}, es.dtype(), es.device())))), as.shape());
     if (ge) de = sum_to(mul(mul(g[0], os), log(as)), es.shape());
     return {da, de};
   });

@@ -1,7 +1,8 @@
-// matmul / linear through the Eigen GEMM kernel. A 2-D operand with a unit inner stride is
-// used in place and one with a unit outer stride as a transposed matrix, so the transposes
-// in backward rules cost no copies.
+// matmul / linear through the Eigen GEMM kernel on the CPU and cuBLAS on CUDA (core/cuda_ops.h).
+// A 2-D operand with a unit inner stride is used in place and one with a unit outer stride as a
+// transposed matrix, so the transposes in backward rules cost no copies on either device.
 #include "core/autograd.h"
+#include "core/cuda_ops.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "kernels/cpu/gemm.h"
@@ -30,7 +31,7 @@ MatArg as_mat(const Tensor& t) {
     m.trans = true;
     m.ld = std::max<int64_t>(c == 1 ? r : t.strides()[1], 1);
   } else {
-    m.keep = detail::contiguous_data(t);
+    m.keep = detail::contiguous_detached(t);
     m.ld = std::max<int64_t>(c, 1);
   }
   return m;
@@ -43,6 +44,11 @@ namespace detail {
 void gemm_into(const Tensor& a, const Tensor& b, Tensor& out, double beta) {
   MatArg ma = as_mat(a), mb = as_mat(b);
   const int64_t M = a.shape()[0], K = a.shape()[1], N = b.shape()[1];
+  if (out.device().is_cuda()) {
+    cuda_ops::gemm(ma.trans, mb.trans, M, N, K, 1.0, ma.keep.raw_data(), ma.ld, mb.keep.raw_data(), mb.ld, beta,
+                   out.raw_data(), std::max<int64_t>(N, 1), out.dtype(), out.device());
+    return;
+  }
   PEFT_DISPATCH_FLOAT(a.dtype(), "matmul", [&] {
     kc::gemm<scalar_t>(ma.trans, mb.trans, M, N, K, scalar_t(1), ma.keep.data_ptr<scalar_t>(), ma.ld,
                        mb.keep.data_ptr<scalar_t>(), mb.ld, static_cast<scalar_t>(beta), out.data_ptr<scalar_t>(),
@@ -78,10 +84,14 @@ Tensor mm(const Tensor& a, const Tensor& b) {
 
 // Batched (B, M, K) x (B, K, N), contiguous inputs made here.
 Tensor bmm_raw(const Tensor& a_in, const Tensor& b_in) {
-  Tensor a = detail::contiguous_data(a_in), b = detail::contiguous_data(b_in);
+  Tensor a = detail::contiguous_detached(a_in), b = detail::contiguous_detached(b_in);
   const int64_t B = a.shape()[0], M = a.shape()[1], K = a.shape()[2], N = b.shape()[2];
   Tensor out = Tensor::zeros({B, M, N}, a.dtype(), a.device());
   if (K == 0) return out;
+  if (a.device().is_cuda()) {
+    cuda_ops::gemm_batched(B, M, N, K, a.raw_data(), b.raw_data(), out.raw_data(), a.dtype(), a.device());
+    return out;
+  }
   PEFT_DISPATCH_FLOAT(a.dtype(), "matmul", [&] {
     for (int64_t i = 0; i < B; ++i)
       kc::gemm<scalar_t>(false, false, M, N, K, scalar_t(1), a.data_ptr<scalar_t>() + i * M * K, std::max<int64_t>(K, 1),
@@ -104,7 +114,7 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
-  detail::check_float_inputs("matmul", {&a, &b});
+  detail::check_float_inputs_any_device("matmul", {&a, &b});
   PEFT_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: both arguments need at least 1 dimension, got shapes ",
              shape_str(a.shape()), " and ", shape_str(b.shape()));
   if (a.dim() == 1 && b.dim() == 1) {
@@ -143,7 +153,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
-  detail::check_float_inputs("linear", {&x, &w, &b});
+  detail::check_float_inputs_any_device("linear", {&x, &w, &b});
   PEFT_CHECK(w.dim() == 2, "linear: weight must be 2-D (out, in), got ", shape_str(w.shape()));
   PEFT_CHECK(x.dim() >= 1 && x.shape().back() == w.shape()[1], "linear: input has ",
              x.dim() ? x.shape().back() : 0, " features (shape ", shape_str(x.shape()), "), expected ", w.shape()[1],

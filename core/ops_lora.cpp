@@ -2,6 +2,10 @@
 // y = b, y += x·Wᵀ, y += (s·u)·Bᵀ with u = dropout(x)·Aᵀ (all GEMMs accumulate into y).
 // Backward shares dU = s·dY·B between dA and dX and accumulates the low-rank term straight
 // into dX's GEMM output when there is no dropout; W's gradient is skipped when W is frozen.
+// On CUDA the same chain runs through cuBLAS (the fused lora_*.cu kernels are a later step).
+// Dropout's mask here comes from the Generator's uniform stream on the host; CUDA dropout masks
+// are Philox (regenerated, never stored), so until this op switches to Philox on both devices,
+// CUDA lora_linear refuses dropout in training rather than copy a host mask to the device.
 #include <optional>
 
 #include "core/autograd.h"
@@ -13,7 +17,7 @@ namespace peft {
 
 Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& A, const Tensor& B, double scale,
                    double dropout_p, bool training, Generator* gen) {
-  detail::check_float_inputs("lora_linear", {&x, &w, &b, &A, &B});
+  detail::check_float_inputs_any_device("lora_linear", {&x, &w, &b, &A, &B});
   PEFT_CHECK(w.dim() == 2, "lora_linear: weight must be 2-D (out, in), got ", shape_str(w.shape()));
   const int64_t out_f = w.shape()[0], in_f = w.shape()[1];
   PEFT_CHECK(x.dim() >= 1 && x.shape().back() == in_f, "lora_linear: input has ", x.dim() ? x.shape().back() : 0,
@@ -25,9 +29,12 @@ Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tens
   PEFT_CHECK(!b.defined() || (b.dim() == 1 && b.shape()[0] == out_f), "lora_linear: bias shape ", shape_str(b.shape()),
              " does not match ", out_f, " output features");
   PEFT_CHECK(dropout_p >= 0 && dropout_p < 1, "lora_linear: dropout probability must be in [0, 1), got ", dropout_p);
+  PEFT_CHECK(!(x.device().is_cuda() && training && dropout_p > 0), "lora_linear: dropout (p = ", dropout_p,
+             ") in training is not implemented on ", x.device().str(), " yet (its CPU mask comes from the Generator's "
+             "host stream); use lora_dropout = 0 on CUDA, or train on the CPU");
 
   std::optional<NoGradGuard> no_grad(std::in_place);  // released before recording
-  Tensor x2 = detail::contiguous_data(x.reshape({-1, in_f}));
+  Tensor x2 = detail::contiguous_detached(x.reshape({-1, in_f}));
   const int64_t M = x2.shape()[0];
   Tensor mask, xd = x2;
   if (training && dropout_p > 0) {
@@ -41,7 +48,7 @@ Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tens
   }
   Tensor Ad = A.detach(), Bd = B.detach(), Wd = w.detach();
   Tensor u = detail::mm_raw(xd, Ad.t());  // (M, r)
-  Tensor y = Tensor::empty({M, out_f}, x.dtype());
+  Tensor y = Tensor::empty({M, out_f}, x.dtype(), x.device());
   if (b.defined()) y.copy_(b.detach());
   else y.zero_();
   if (in_f > 0) detail::gemm_into(x2, Wd.t(), y, 1.0);
@@ -58,7 +65,7 @@ Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tens
   {
     autograd::record("LoraLinearBackward", {x, w, b, A, B}, {out},
                      [=](const std::vector<Tensor>& grads) -> std::vector<Tensor> {
-                       Tensor g2 = detail::contiguous_data(grads[0].reshape({-1, out_f}));
+                       Tensor g2 = detail::contiguous_detached(grads[0].reshape({-1, out_f}));
                        Tensor dx, dw, db, dA, dB;
                        if (gB) dB = mul(detail::mm_raw(g2.t(), u_for_dB), scale);
                        Tensor dU = (gA || gx) ? mul(detail::mm_raw(g2, Bd), scale) : Tensor();  // (M, r)

@@ -1,6 +1,7 @@
 // Multi-layer LSTM composed from differentiable ops (linear, sigmoid, tanh, mul, add), so its
 // backward is the autograd of those ops. The input projection of every time step is one
 // GEMM per layer; only the recurrent product runs per step.
+#include "core/dispatch.h"
 #include "core/ops.h"
 
 namespace peft {
@@ -20,6 +21,9 @@ LSTMResult lstm(const Tensor& input, const std::optional<LSTMState>& hx, const s
                dtype_name(input.dtype()), " on ", input.device().str(), " but ", what, " of shape ",
                shape_str(t.shape()), " is ", dtype_name(t.dtype()), " on ", t.device().str());
   };
+  // No CUDA path yet: the composed ops would run there, but cuDNN's fused LSTM is the intended
+  // kernel, and a per-step op chain on the GPU is slower than refusing clearly.
+  detail::check_cpu("lstm", input);
   for (const Tensor& p : params) check_like_input(p, "a parameter");
   if (hx) {
     check_like_input(hx->h, "h_0");

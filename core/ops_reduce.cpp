@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "core/autograd.h"
+#include "core/cuda_ops.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "kernels/cpu/elementwise.h"
@@ -25,7 +26,7 @@ std::vector<bool> reduced_mask(const Tensor& a, const std::vector<int64_t>& dims
 }  // namespace
 
 Tensor sum(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
-  detail::check_float_inputs("sum", {&a});
+  detail::check_float_inputs_any_device("sum", {&a});
   std::vector<bool> mask = reduced_mask(a, dims, "sum");
   Shape keep_shape = a.shape(), out_shape;
   for (int64_t i = 0; i < a.dim(); ++i) {
@@ -36,9 +37,13 @@ Tensor sum(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
   Shape out_strides = out.strides();
   for (int64_t i = 0; i < a.dim(); ++i)
     if (mask[i]) out_strides[i] = 0;
-  PEFT_DISPATCH_FLOAT(a.dtype(), "sum", [&] {
-    kc::sum_reduce<scalar_t>(a.shape(), out.data_ptr<scalar_t>(), out_strides, a.data_ptr<scalar_t>(), a.strides());
-  });
+  if (a.device().is_cuda()) {
+    cuda_ops::sum_reduce(a.shape(), out.raw_data(), out_strides, a.raw_data(), a.strides(), a.dtype(), a.device());
+  } else {
+    PEFT_DISPATCH_FLOAT(a.dtype(), "sum", [&] {
+      kc::sum_reduce<scalar_t>(a.shape(), out.data_ptr<scalar_t>(), out_strides, a.data_ptr<scalar_t>(), a.strides());
+    });
+  }
   {
     NoGradGuard g;
     out = out.view(out_shape);

@@ -1,8 +1,17 @@
+// SGD / Adam / AdamW. On the CPU each parameter gets one fused OpenMP loop; on CUDA, Adam and
+// AdamW update all parameters of one (device, dtype) in one multi-tensor launch sequence
+// (kernels/cuda/adamw.cuh) and SGD is composed of the CUDA elementwise ops. Optimizer state
+// lives on the parameter's device.
 #include "core/optim.h"
 
 #include <cmath>
+#include <map>
+#include <utility>
+#include <vector>
 
+#include "core/cuda_ops.h"
 #include "core/dispatch.h"
+#include "core/ops.h"
 
 namespace peft::optim {
 
@@ -14,12 +23,18 @@ void check_param(const Tensor& p, size_t i) {
              " must be a contiguous floating point tensor");
 }
 
-// Before an update reads a parameter and its gradient on the CPU: parameters can move after the
-// optimizer was built (Module::to), and the updates have no CUDA kernels yet.
+// Before an update reads a parameter and its gradient: parameters can move after the optimizer
+// was built (Module::to), so the check is per step. CUDA updates run in F32 / F64 only.
 void check_step_inputs(const char* name, const Tensor& p, const Tensor& g, size_t i) {
   PEFT_CHECK(g.device() == p.device(), name, ": parameter ", i, " is on ", p.device().str(), " but its gradient on ",
              g.device().str());
-  detail::check_cpu(name, p);
+  PEFT_CHECK(p.device().is_cpu() || p.dtype() == DType::F32 || p.dtype() == DType::F64, name, ": parameter ", i,
+             " on ", p.device().str(), " has dtype ", dtype_name(p.dtype()), "; CUDA updates run in F32 or F64");
+}
+
+// State tensors follow their parameter (it may have moved since the state was made or loaded).
+Tensor on_param_device(const Tensor& state, const Tensor& p) {
+  return state.device() == p.device() ? state : state.to(p.device());
 }
 
 Tensor state_tensor_or_throw(const OptimizerState& s, const std::string& key, const Shape& shape) {
@@ -93,7 +108,20 @@ void SGD::step() {
     check_step_inputs("SGD", p, g, i);
     g = g.to(p.dtype()).contiguous();
     const bool first = opt_.momentum != 0 && !momentum_[i].defined();
-    if (first) momentum_[i] = Tensor::empty(p.shape(), p.dtype());
+    if (first) momentum_[i] = Tensor::empty(p.shape(), p.dtype(), p.device());
+    else if (momentum_[i].defined()) momentum_[i] = on_param_device(momentum_[i], p);
+    if (p.device().is_cuda()) {
+      // The same arithmetic as sgd_update, as CUDA elementwise ops (in place on p and the buffer).
+      Tensor d = opt_.weight_decay != 0 ? add(g, mul(p, opt_.weight_decay)) : g;
+      if (opt_.momentum != 0) {
+        Tensor& buf = momentum_[i];
+        if (first) buf.copy_(d);
+        else buf.copy_(add(mul(buf, opt_.momentum), mul(d, 1 - opt_.dampening)));
+        d = opt_.nesterov ? add(d, mul(buf, opt_.momentum)) : buf;
+      }
+      p.add_(d, -opt_.lr);
+      continue;
+    }
     PEFT_DISPATCH_FLOAT(p.dtype(), "SGD", [&] {
       sgd_update<scalar_t>(p.numel(), p.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(),
                            opt_.momentum != 0 ? momentum_[i].data_ptr<scalar_t>() : nullptr, first, opt_);
@@ -112,7 +140,8 @@ void SGD::load_state_dict(const OptimizerState& s) {
   std::vector<Tensor> next(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) {
     std::string key = std::to_string(i) + ".momentum_buffer";
-    if (s.count(key)) next[i] = state_tensor_or_throw(s, key, params_[i].shape()).to(params_[i].dtype()).clone();
+    if (s.count(key))
+      next[i] = state_tensor_or_throw(s, key, params_[i].shape()).to(params_[i].dtype()).to(params_[i].device()).clone();
   }
   momentum_ = next;
 }
@@ -136,6 +165,10 @@ Adam::Adam(std::vector<Tensor> params, AdamOptions opt, bool decoupled)
 
 void Adam::step() {
   NoGradGuard ng;
+  // CUDA parameters grouped by (device, dtype) for one multi-tensor step each; the gradients
+  // are kept alive here until their launch.
+  std::map<std::pair<int, int>, std::vector<cuda_ops::AdamParam>> cuda_groups;  // (device index, dtype)
+  std::vector<Tensor> keep;
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor& p = params_[i];
     Tensor g = p.grad();
@@ -143,10 +176,19 @@ void Adam::step() {
     check_step_inputs(decoupled_ ? "AdamW" : "Adam", p, g, i);
     g = g.to(p.dtype()).contiguous();
     if (!exp_avg_[i].defined()) {
-      exp_avg_[i] = Tensor::zeros(p.shape(), p.dtype());
-      exp_avg_sq_[i] = Tensor::zeros(p.shape(), p.dtype());
+      exp_avg_[i] = Tensor::zeros(p.shape(), p.dtype(), p.device());
+      exp_avg_sq_[i] = Tensor::zeros(p.shape(), p.dtype(), p.device());
+    } else {
+      exp_avg_[i] = on_param_device(exp_avg_[i], p);
+      exp_avg_sq_[i] = on_param_device(exp_avg_sq_[i], p);
     }
     const int64_t t = ++steps_[i];
+    if (p.device().is_cuda()) {
+      keep.push_back(g);
+      cuda_groups[{p.device().index, static_cast<int>(p.dtype())}].push_back(
+          {p.raw_data(), g.raw_data(), exp_avg_[i].raw_data(), exp_avg_sq_[i].raw_data(), p.numel(), t});
+      continue;
+    }
     const double bc1 = 1 - std::pow(opt_.beta1, static_cast<double>(t));
     const double bc2_sqrt = std::sqrt(1 - std::pow(opt_.beta2, static_cast<double>(t)));
     PEFT_DISPATCH_FLOAT(p.dtype(), decoupled_ ? "AdamW" : "Adam", [&] {
@@ -154,6 +196,9 @@ void Adam::step() {
                             exp_avg_sq_[i].data_ptr<scalar_t>(), opt_, decoupled_, bc1, bc2_sqrt);
     });
   }
+  for (const auto& [key, group] : cuda_groups)
+    cuda_ops::adam_step(group, opt_.lr, opt_.beta1, opt_.beta2, opt_.eps, opt_.weight_decay, decoupled_,
+                        static_cast<DType>(key.second), Device::cuda(key.first));
 }
 
 OptimizerState Adam::state_dict() const {
@@ -175,8 +220,9 @@ void Adam::load_state_dict(const OptimizerState& s) {
     const std::string k = std::to_string(i);
     if (!s.count(k + ".step")) continue;
     steps[i] = static_cast<int64_t>(state_tensor_or_throw(s, k + ".step", {}).item());
-    m[i] = state_tensor_or_throw(s, k + ".exp_avg", params_[i].shape()).to(params_[i].dtype()).clone();
-    v[i] = state_tensor_or_throw(s, k + ".exp_avg_sq", params_[i].shape()).to(params_[i].dtype()).clone();
+    const Tensor& p = params_[i];
+    m[i] = state_tensor_or_throw(s, k + ".exp_avg", p.shape()).to(p.dtype()).to(p.device()).clone();
+    v[i] = state_tensor_or_throw(s, k + ".exp_avg_sq", p.shape()).to(p.dtype()).to(p.device()).clone();
   }
   exp_avg_ = m;
   exp_avg_sq_ = v;

@@ -9,6 +9,7 @@
 
 #include "core/autograd.h"
 #include "core/cuda_api.h"
+#include "core/cuda_ops.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/random.h"
@@ -451,13 +452,19 @@ Tensor& Tensor::copy_(const Tensor& src) {
 Tensor& Tensor::fill_(double value) {
   check_inplace(*this, "fill_");
   if (device().is_cuda()) {
-    // All-zero bits are +0 in every dtype; other values are written on the host and copied.
+    // All-zero bits are +0 in every dtype; F32 / F64 / I64 have a fill kernel; the 16-bit
+    // dtypes convert a one-element F32 tensor on the device (copy_convert rounds as the CPU).
+    if (numel() == 0) return *this;
     if (value == 0 && !std::signbit(value) && is_contiguous()) {
       cuda::device_memset_zero(raw_data(), device(), nbytes());
       return *this;
     }
+    if (dtype() == DType::F32 || dtype() == DType::F64 || dtype() == DType::I64) {
+      cuda_ops::fill(shape(), raw_data(), strides(), value, dtype(), device());
+      return *this;
+    }
     NoGradGuard g;
-    return copy_(Tensor::full({}, value, dtype()));
+    return copy_(Tensor::full({}, value, DType::F32, device()));
   }
   switch (dtype()) {
     case DType::F32: kc::fill<float>(shape(), data_ptr<float>(), strides(), static_cast<float>(value)); break;
@@ -475,13 +482,15 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
   check_inplace(*this, "add_");
   PEFT_CHECK(other.device() == device(), "add_: expected all tensors on the same device, got ", device().str(),
              " and ", other.device().str());
-  detail::check_cpu("add_", *this);
   NoGradGuard g;
   Tensor o = other.to(dtype()).expand(shape());
   if (alpha != 1) o = mul(o, alpha);
   PEFT_CHECK(is_floating(dtype()) && dtype() != DType::BF16 && dtype() != DType::F16,
              "add_: unsupported dtype ", dtype_name(dtype()));
-  if (dtype() == DType::F32)
+  if (device().is_cuda())
+    cuda_ops::binary(kc::BinaryOp::Add, shape(), raw_data(), strides(), raw_data(), strides(), o.raw_data(),
+                     o.strides(), dtype(), device());
+  else if (dtype() == DType::F32)
     kc::binary<float>(kc::BinaryOp::Add, shape(), data_ptr<float>(), strides(), data_ptr<float>(), strides(),
                       o.data_ptr<float>(), o.strides());
   else
@@ -492,8 +501,10 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
 
 Tensor& Tensor::mul_(double value) {
   check_inplace(*this, "mul_");
-  detail::check_cpu("mul_", *this);
-  if (dtype() == DType::F32)
+  if (device().is_cuda()) {
+    PEFT_CHECK(dtype() == DType::F32 || dtype() == DType::F64, "mul_: unsupported dtype ", dtype_name(dtype()));
+    cuda_ops::affine(shape(), raw_data(), strides(), raw_data(), strides(), value, 0.0, dtype(), device());
+  } else if (dtype() == DType::F32)
     kc::affine<float>(shape(), data_ptr<float>(), strides(), data_ptr<float>(), strides(), static_cast<float>(value), 0.f);
   else if (dtype() == DType::F64)
     kc::affine<double>(shape(), data_ptr<double>(), strides(), data_ptr<double>(), strides(), value, 0.0);

@@ -1,0 +1,103 @@
+// The CUDA op kernels as core/ sees them: plain declarations on raw device pointers, shapes and
+// strides (in elements) plus the Device, no CUDA headers (as core/cuda_api.h). Each function
+// picks the device's stream (everything on one stream per device, see kernels/cuda/memory.cuh)
+// and the kernel for the dtype, and returns without synchronising, except where it says it
+// checks indices. kernels/cuda/ops_bridge.cu and kernels/cuda/gemm.cu define them in a CUDA
+// build; core/cuda_ops.cpp defines versions that throw "CUDA is not available in this build".
+//
+// Float kernels exist for F32 and F64 (GEMMs also take BF16 / F16 with F32 accumulation);
+// other dtypes are refused with the op's name.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/device.h"
+#include "core/dtype.h"
+#include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/pool.h"
+
+namespace peft::cuda_ops {
+
+using Dims = std::vector<int64_t>;
+using kernels::cpu::BinaryOp;
+using kernels::cpu::UnaryOp;
+
+// ---- elementwise (same semantics as kernels/cpu/elementwise.h; stride 0 broadcasts)
+void unary(UnaryOp op, const Dims& shape, void* out, const Dims& out_strides, const void* a, const Dims& a_strides,
+           DType dtype, Device dev);
+void binary(BinaryOp op, const Dims& shape, void* out, const Dims& out_strides, const void* a, const Dims& a_strides,
+            const void* b, const Dims& b_strides, DType dtype, Device dev);
+void affine(const Dims& shape, void* out, const Dims& out_strides, const void* a, const Dims& a_strides, double alpha,
+            double beta, DType dtype, Device dev);
+void pow_scalar(const Dims& shape, void* out, const Dims& out_strides, const void* a, const Dims& a_strides, double p,
+                DType dtype, Device dev);
+// out (stride 0 on reduced dims) += sum of a.
+void sum_reduce(const Dims& shape, void* out, const Dims& out_strides, const void* a, const Dims& a_strides,
+                DType dtype, Device dev);
+// F32, F64, I64.
+void fill(const Dims& shape, void* out, const Dims& out_strides, double value, DType dtype, Device dev);
+// Any dtype pair, strided on both sides (Tensor::copy_ on one device).
+void copy_convert(const Dims& shape, void* dst, DType dst_dtype, const Dims& dst_strides, const void* src,
+                  DType src_dtype, const Dims& src_strides, Device dev);
+
+// ---- GEMM through cuBLAS, row-major: c (M, N; ldc) = alpha · op(a) · op(b) + beta · c, where a
+// transposed means it is stored as (K, M) with leading dimension lda (likewise b as (N, K)).
+// F32 runs in TF32 only when peft::cuda::allow_tf32() is on; BF16 / F16 accumulate in F32.
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const void* a, int64_t lda,
+          const void* b, int64_t ldb, double beta, void* c, int64_t ldc, DType dtype, Device dev);
+// `batch` contiguous row-major products: a (B, M, K), b (B, K, N), c (B, M, N), c written with =.
+void gemm_batched(int64_t batch, int64_t M, int64_t N, int64_t K, const void* a, const void* b, void* c, DType dtype,
+                  Device dev);
+
+// ---- softmax / losses (contiguous (outer, D, inner))
+void softmax_forward(int64_t outer, int64_t D, int64_t inner, const void* x, void* y, bool log, DType dtype,
+                     Device dev);
+void softmax_backward(int64_t outer, int64_t D, int64_t inner, const void* y, const void* dy, void* dx, bool log,
+                      DType dtype, Device dev);
+// Targets are validated by the caller (core reads them on the host to count them).
+void nll_loss_forward(int64_t N, int64_t C, const void* logp, const int64_t* target, int64_t ignore_index, void* per,
+                      DType dtype, Device dev);
+void nll_loss_backward(int64_t N, int64_t C, const int64_t* target, int64_t ignore_index, const void* g, bool reduced,
+                       double factor, void* dlogp, DType dtype, Device dev);
+
+// ---- embedding. Forward checks the ids in the kernel and synchronises to report the first
+// bad one (kernels/cuda/index_check.cuh): "embedding: index 7 at position 2 is out of range
+// for 5 rows". Backward trusts ids that forward has checked.
+void embedding_forward(int64_t n, int64_t dim, int64_t V, const void* weight, const int64_t* ids, void* out,
+                       DType dtype, Device dev);
+void embedding_backward(int64_t n, int64_t dim, int64_t V, const int64_t* ids, const void* dy, void* dw,
+                        int64_t padding_idx, DType dtype, Device dev);
+
+// ---- norms (null w / b: 1 / 0; null dx / dw / db: skipped)
+void layer_norm_forward(int64_t R, int64_t M, double eps, const void* x, const void* w, const void* b, void* y,
+                        void* mean, void* rstd, DType dtype, Device dev);
+void layer_norm_backward(int64_t R, int64_t M, const void* x, const void* w, const void* mean, const void* rstd,
+                         const void* dy, void* dx, void* dw, void* db, DType dtype, Device dev);
+void group_norm_forward(int64_t N, int64_t C, int64_t S, int64_t G, double eps, const void* x, const void* w,
+                        const void* b, void* y, void* mean, void* rstd, DType dtype, Device dev);
+void group_norm_backward(int64_t N, int64_t C, int64_t S, int64_t G, const void* x, const void* w, const void* mean,
+                         const void* rstd, const void* dy, void* dx, void* dw, void* db, DType dtype, Device dev);
+
+// ---- pooling (NCHW contiguous; s from kernels::cpu::pool2d_shape)
+void avg_pool2d_forward(const kernels::cpu::Pool2dShape& s, const void* x, void* y, DType dtype, Device dev);
+void avg_pool2d_backward(const kernels::cpu::Pool2dShape& s, const void* dy, void* dx, DType dtype, Device dev);
+
+// ---- dropout with a Philox mask regenerated from (seed, offset) (kernels/cuda/dropout.cuh)
+void dropout_forward(int64_t n, double p, uint64_t seed, uint64_t offset, const void* x, void* y, DType dtype,
+                     Device dev);
+void dropout_backward(int64_t n, double p, uint64_t seed, uint64_t offset, const void* dy, void* dx, DType dtype,
+                      Device dev);
+
+// ---- one fused Adam / AdamW step over parameters sharing a device and dtype
+struct AdamParam {
+  void* param;
+  const void* grad;
+  void* exp_avg;
+  void* exp_avg_sq;
+  int64_t n;
+  int64_t step;  // including this update
+};
+void adam_step(const std::vector<AdamParam>& params, double lr, double beta1, double beta2, double eps,
+               double weight_decay, bool decoupled, DType dtype, Device dev);
+
+}  // namespace peft::cuda_ops

@@ -1,0 +1,314 @@
+// Every op with a CUDA path, run on the GPU and on the CPU from the same fresh random inputs
+// (never zeros; shapes with odd tails, broadcasts and transposed views), forward and backward:
+// the output and the gradient of every float input must satisfy |gpu - cpu| <= atol + rtol·|cpu|.
+//
+// Tolerances (per dtype, per row): F32 rows use atol 1e-5, rtol 1e-4 (CUDA's math library is
+// within a few ulp of glibc's; reductions and GEMMs sum in another order). Rows that accumulate
+// long sums or chain several reductions (norm backward, losses through log_softmax) say their
+// own looser bound. The TF32 row runs its GEMMs with ~10-bit mantissas: atol 1e-2, rtol 1e-2.
+//
+// Without a GPU every comparison reports "skipped: no CUDA device" and passes; the table itself
+// still runs on the CPU (every row must give a finite gradient for every float input), and the
+// switches and refusals that need no device are checked.
+#include <catch2/catch.hpp>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/cuda_api.h"
+#include "core/cuda_ops.h"
+#include "cuda_kernel_util.h"
+#include "kernels/cpu/dropout_philox.h"
+
+using namespace peft;
+using peft::testing::Tol;
+using Catch::Matchers::Contains;
+
+namespace {
+
+constexpr Tol kF32{1e-5, 1e-4};
+
+// Random F32 values, magnitudes in [0.1, 1.5] (positive: strictly positive), never zero.
+Tensor rnd(const Shape& shape, uint64_t seed, bool positive = false) {
+  return Tensor::from_vector(peft::testing::random_vec<float>(static_cast<size_t>(shape_numel(shape)), seed, positive),
+                             shape);
+}
+
+Tensor ids(const std::vector<int64_t>& v) { return Tensor::from_vector(v, {static_cast<int64_t>(v.size())}); }
+
+struct Row {
+  std::string name;
+  Tol tol;
+  std::function<std::vector<Tensor>()> inputs;               // CPU tensors; float ones get gradients
+  std::function<Tensor(const std::vector<Tensor>&)> forward;  // the op under test
+  bool tf32 = false;
+};
+
+std::vector<Row> table() {
+  using V = std::vector<Tensor>;
+  const Tol loss_tol{1e-5, 5e-4}, norm_tol{5e-5, 5e-4};
+  std::vector<Row> r;
+  auto un = [&](const char* name, std::function<Tensor(const Tensor&)> f, bool positive = false) {
+    r.push_back({name, kF32, [=] { return V{rnd({3, 5, 7}, 11, positive)}; }, [f](const V& v) { return f(v[0]); }});
+  };
+  // ---- elementwise, broadcasting, scalars
+  r.push_back({"add broadcast", kF32, [] { return V{rnd({3, 1, 5}, 1), rnd({4, 5}, 2)}; },
+               [](const V& v) { return add(v[0], v[1]); }});
+  r.push_back({"sub broadcast", kF32, [] { return V{rnd({2, 3, 4}, 3), rnd({3, 1}, 4)}; },
+               [](const V& v) { return sub(v[0], v[1]); }});
+  r.push_back({"mul transposed", kF32, [] { return V{rnd({5, 3}, 5), rnd({3, 5}, 6)}; },
+               [](const V& v) { return mul(v[0].t(), v[1]); }});
+  r.push_back({"div", kF32, [] { return V{rnd({4, 6}, 7), rnd({6}, 8, true)}; },
+               [](const V& v) { return div(v[0], v[1]); }});
+  r.push_back({"pow tensor", kF32, [] { return V{rnd({3, 4}, 9, true), rnd({1, 4}, 10)}; },
+               [](const V& v) { return pow(v[0], v[1]); }});
+  un("add scalar", [](const Tensor& x) { return add(x, 0.75); });
+  un("mul scalar", [](const Tensor& x) { return mul(x, -1.5); });
+  un("neg", [](const Tensor& x) { return neg(x); });
+  un("pow 3", [](const Tensor& x) { return pow(x, 3.0); });
+  un("pow 2.5", [](const Tensor& x) { return pow(x, 2.5); }, true);
+  un("exp", [](const Tensor& x) { return exp(x); });
+  un("log", [](const Tensor& x) { return log(x); }, true);
+  un("sqrt", [](const Tensor& x) { return sqrt(x); }, true);
+  un("abs", [](const Tensor& x) { return abs(x); });
+  un("relu", [](const Tensor& x) { return relu(x); });
+  un("gelu erf", [](const Tensor& x) { return gelu(x); });
+  un("gelu tanh", [](const Tensor& x) { return gelu(x, "tanh"); });
+  un("sigmoid", [](const Tensor& x) { return sigmoid(x); });
+  un("tanh", [](const Tensor& x) { return tanh(x); });
+  // ---- reductions and copies
+  un("sum all", [](const Tensor& x) { return sum(x); });
+  un("sum dims keepdim", [](const Tensor& x) { return sum(x, {0, 2}, true); });
+  un("mean dim of a transposed view", [](const Tensor& x) { return mean(x.transpose(0, 2), {1}); });
+  un("to F64 and back", [](const Tensor& x) { return mul(x.to(DType::F64), 2.0).to(DType::F32); });
+  un("contiguous of a permuted slice", [](const Tensor& x) { return x.slice(2, 1, 6, 2).permute({2, 0, 1}).contiguous(); });
+  r.push_back({"cat and stack", kF32, [] { return V{rnd({2, 3}, 12), rnd({2, 5}, 13)}; },
+               [](const V& v) { return stack({cat({v[0], v[1]}, 1), cat({v[1], v[0]}, 1)}, 0); }});
+  // ---- GEMMs
+  r.push_back({"matmul 2-D", kF32, [] { return V{rnd({7, 33}, 14), rnd({33, 5}, 15)}; },
+               [](const V& v) { return matmul(v[0], v[1]); }});
+  r.push_back({"matmul transposed operands", kF32, [] { return V{rnd({33, 7}, 16), rnd({5, 33}, 17)}; },
+               [](const V& v) { return matmul(v[0].t(), v[1].t()); }});
+  r.push_back({"matmul batched broadcast", kF32, [] { return V{rnd({2, 1, 4, 9}, 18), rnd({3, 9, 6}, 19)}; },
+               [](const V& v) { return matmul(v[0], v[1]); }});
+  r.push_back({"matmul vector", kF32, [] { return V{rnd({9}, 20), rnd({9, 4}, 21)}; },
+               [](const V& v) { return matmul(v[0], v[1]); }});
+  r.push_back({"linear 3-D input with bias", kF32, [] { return V{rnd({2, 3, 17}, 22), rnd({6, 17}, 23), rnd({6}, 24)}; },
+               [](const V& v) { return linear(v[0], v[1], v[2]); }});
+  r.push_back({"linear TF32", Tol{1e-2, 1e-2}, [] { return V{rnd({8, 64}, 25), rnd({16, 64}, 26), rnd({16}, 27)}; },
+               [](const V& v) { return linear(v[0], v[1], v[2]); }, true});
+  r.push_back({"lora_linear", kF32,
+               [] { return V{rnd({2, 5, 12}, 28), rnd({7, 12}, 29), rnd({7}, 30), rnd({3, 12}, 31), rnd({7, 3}, 32)}; },
+               [](const V& v) { return lora_linear(v[0], v[1], v[2], v[3], v[4], 2.0); }});
+  // ---- softmax, losses
+  r.push_back({"softmax middle dim", kF32, [] { return V{rnd({3, 4, 5}, 33)}; },
+               [](const V& v) { return softmax(v[0], 1); }});
+  r.push_back({"log_softmax last dim", kF32, [] { return V{rnd({6, 11}, 34)}; },
+               [](const V& v) { return log_softmax(v[0], -1); }});
+  r.push_back({"cross_entropy mean with ignore_index", loss_tol, [] { return V{rnd({5, 7}, 35), ids({3, 0, -100, 6, 3})}; },
+               [](const V& v) { return cross_entropy(v[0], v[1], "mean", -100); }});
+  r.push_back({"nll_loss sum", loss_tol, [] { return V{rnd({4, 3}, 36), ids({2, 1, 0, 2})}; },
+               [](const V& v) { return nll_loss(v[0], v[1], "sum"); }});
+  r.push_back({"nll_loss none", kF32, [] { return V{rnd({4, 3}, 37), ids({0, 1, 2, 1})}; },
+               [](const V& v) { return nll_loss(v[0], v[1], "none"); }});
+  r.push_back({"mse_loss", loss_tol, [] { return V{rnd({3, 8}, 38), rnd({3, 8}, 39)}; },
+               [](const V& v) { return mse_loss(v[0], v[1]); }});
+  // ---- embedding, norms, pooling
+  r.push_back({"embedding with padding and repeats", kF32,
+               [] { return V{rnd({6, 5}, 40), Tensor::from_vector(std::vector<int64_t>{1, 3, 1, 0, 5, 3}, {2, 3})}; },
+               [](const V& v) { return embedding(v[0], v[1], 3); }});
+  r.push_back({"layer_norm affine", norm_tol, [] { return V{rnd({3, 4, 6}, 41), rnd({6}, 42), rnd({6}, 43)}; },
+               [](const V& v) { return layer_norm(v[0], {6}, v[1], v[2]); }});
+  r.push_back({"group_norm affine", norm_tol, [] { return V{rnd({2, 6, 3, 5}, 44), rnd({6}, 45), rnd({6}, 46)}; },
+               [](const V& v) { return group_norm(v[0], 3, v[1], v[2]); }});
+  r.push_back({"avg_pool2d padded ceil_mode", kF32, [] { return V{rnd({2, 3, 7, 6}, 47)}; },
+               [](const V& v) {
+                 AvgPool2dOptions o;
+                 o.kernel = {3, 3};
+                 o.stride = {2, 2};
+                 o.padding = {1, 1};
+                 o.ceil_mode = true;
+                 o.count_include_pad = false;
+                 return avg_pool2d(v[0], o);
+               }});
+  r.push_back({"adaptive_avg_pool2d", kF32, [] { return V{rnd({2, 3, 5, 4}, 48)}; },
+               [](const V& v) { return adaptive_avg_pool2d(v[0], {1, 1}); }});
+  r.push_back({"dropout in eval is the identity", kF32, [] { return V{rnd({4, 5}, 49)}; },
+               [](const V& v) { return mul(dropout(v[0], 0.5, false), 3.0); }});
+  return r;
+}
+
+struct Result {
+  Tensor out;
+  std::vector<Tensor> grads;  // per input; undefined for integer inputs
+};
+
+// Runs one row on `dev`: inputs copied there as fresh leaves, backward from a fixed non-zero
+// upstream gradient. Everything comes back to the CPU.
+Result run_row(const Row& row, const std::vector<Tensor>& cpu_inputs, Device dev) {
+  std::vector<Tensor> in;
+  for (const Tensor& t : cpu_inputs) {
+    Tensor d = t.to(dev).detach();
+    if (is_floating(d.dtype())) d.requires_grad_();
+    in.push_back(d);
+  }
+  const bool prev = cuda::allow_tf32();
+  cuda::set_allow_tf32(row.tf32);
+  Tensor out;
+  try {
+    out = row.forward(in);
+    Tensor up = rnd(out.shape(), 1234).to(dev);
+    out.backward(up);
+  } catch (...) {
+    cuda::set_allow_tf32(prev);
+    throw;
+  }
+  cuda::set_allow_tf32(prev);
+  Result res;
+  res.out = out.detach().to(Device::cpu());
+  for (const Tensor& t : in) res.grads.push_back(t.grad().defined() ? t.grad().to(Device::cpu()) : Tensor());
+  return res;
+}
+
+void compare(const Tensor& gpu, const Tensor& cpu, Tol tol, const std::string& what) {
+  REQUIRE(gpu.shape() == cpu.shape());
+  peft::testing::check_close(gpu.to_vector<double>(), cpu.to_vector<double>(), tol, what);
+}
+
+}  // namespace
+
+TEST_CASE("every table row runs on the CPU and gives a finite gradient for each float input", "[cuda][ops]") {
+  for (const Row& row : table()) {
+    INFO(row.name);
+    const std::vector<Tensor> inputs = row.inputs();
+    Result r = run_row(row, inputs, Device::cpu());
+    CHECK_FALSE(autograd::has_nonfinite(r.out));
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (!is_floating(inputs[i].dtype())) continue;
+      REQUIRE(r.grads[i].defined());
+      CHECK_FALSE(autograd::has_nonfinite(r.grads[i]));
+    }
+  }
+}
+
+TEST_CASE("every op matches the CPU on CUDA, forward and backward", "[cuda][ops][gpu]") {
+  if (!peft::testing::cuda_ready()) return;
+  for (const Row& row : table()) {
+    const std::vector<Tensor> inputs = row.inputs();
+    Result cpu = run_row(row, inputs, Device::cpu());
+    Result gpu = run_row(row, inputs, Device::cuda(0));
+    compare(gpu.out, cpu.out, row.tol, row.name + ": forward");
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      CHECK(gpu.grads[i].defined() == cpu.grads[i].defined());
+      if (cpu.grads[i].defined() && gpu.grads[i].defined())
+        compare(gpu.grads[i], cpu.grads[i], row.tol, row.name + ": grad of input " + std::to_string(i));
+    }
+  }
+}
+
+TEST_CASE("CUDA dropout regenerates the Philox mask of the Generator's draw in backward", "[cuda][ops][gpu]") {
+  if (!peft::testing::cuda_ready()) return;
+  const double p = 0.3;
+  Tensor x = rnd({7, 13}, 50).to(Device::cuda(0)).detach().requires_grad_();
+  Generator gen(123);
+  Tensor y = dropout(x, p, true, &gen);
+  Tensor up = rnd({7, 13}, 51);
+  y.backward(up.to(Device::cuda(0)));
+  // The seed is one draw from the Generator, the offset 0 (core/ops_nn.cpp).
+  const uint64_t seed = Generator(123).next_u64();
+  std::vector<uint8_t> keep(static_cast<size_t>(x.numel()));
+  kernels::cpu::dropout_philox_mask(x.numel(), p, seed, 0, keep.data());
+  const std::vector<float> xv = x.to_vector<float>(), yv = y.to_vector<float>(), gv = x.grad().to_vector<float>();
+  const std::vector<float> uv = up.to_vector<float>();
+  const float scale = static_cast<float>(1.0 / (1.0 - p));
+  size_t bad = 0;
+  for (size_t i = 0; i < keep.size(); ++i) {
+    const float want_y = keep[i] ? xv[i] * scale : 0.f, want_g = keep[i] ? uv[i] * scale : 0.f;
+    if (std::fabs(yv[i] - want_y) > 1e-6f || std::fabs(gv[i] - want_g) > 1e-6f) ++bad;
+  }
+  CHECK(bad == 0);
+}
+
+TEST_CASE("CUDA embedding and nll_loss report out-of-range indices like the CPU", "[cuda][ops][gpu]") {
+  if (!peft::testing::cuda_ready()) return;
+  const Device d = Device::cuda(0);
+  Tensor w = rnd({5, 3}, 52).to(d);
+  CHECK_THROWS_WITH(embedding(w, ids({1, 7, 2}).to(d)), Contains("index 7 at position 1 is out of range"));
+  CHECK_THROWS_WITH(nll_loss(rnd({2, 3}, 53).to(d), ids({0, 3}).to(d)),
+                    Contains("nll_loss: target 3 at position 1 is out of bounds for 3 classes"));
+  CHECK_THROWS_WITH(lora_linear(rnd({2, 4}, 54).to(d), rnd({3, 4}, 55).to(d), Tensor(), rnd({2, 4}, 56).to(d),
+                                rnd({3, 2}, 57).to(d), 1.0, 0.1, true),
+                    Contains("lora_linear: dropout (p = 0.1) in training is not implemented on cuda:0"));
+  CHECK_THROWS_WITH(conv2d(rnd({1, 2, 4, 4}, 58).to(d), rnd({3, 2, 3, 3}, 59).to(d)),
+                    Contains("conv2d: not implemented on cuda:0"));
+}
+
+TEST_CASE("SGD, Adam and AdamW steps on CUDA match the CPU; their state lives on the device", "[cuda][optim][gpu]") {
+  if (!peft::testing::cuda_ready()) return;
+  using Make = std::function<std::unique_ptr<optim::Optimizer>(std::vector<Tensor>)>;
+  std::vector<std::pair<std::string, Make>> opts = {
+      {"SGD nesterov wd", [](std::vector<Tensor> p) {
+         optim::SGDOptions o;
+         o.lr = 0.1;
+         o.momentum = 0.9;
+         o.nesterov = true;
+         o.weight_decay = 0.01;
+         return std::unique_ptr<optim::Optimizer>(new optim::SGD(std::move(p), o));
+       }},
+      {"Adam wd", [](std::vector<Tensor> p) {
+         optim::AdamOptions o;
+         o.lr = 0.01;
+         o.weight_decay = 0.1;
+         return std::unique_ptr<optim::Optimizer>(new optim::Adam(std::move(p), o));
+       }},
+      {"AdamW", [](std::vector<Tensor> p) {
+         optim::AdamWOptions o;
+         o.lr = 0.01;
+         return std::unique_ptr<optim::Optimizer>(new optim::AdamW(std::move(p), o));
+       }},
+  };
+  for (const auto& [name, make] : opts) {
+    std::vector<Tensor> pc = {rnd({4, 3}, 60).requires_grad_(), rnd({5}, 61).requires_grad_()};
+    std::vector<Tensor> pg = {pc[0].detach().to(Device::cuda(0)).requires_grad_(),
+                              pc[1].detach().to(Device::cuda(0)).requires_grad_()};
+    auto oc = make(pc), og = make(pg);
+    for (int step = 0; step < 3; ++step) {
+      for (size_t i = 0; i < pc.size(); ++i) {
+        Tensor g = rnd(pc[i].shape(), 70 + static_cast<uint64_t>(step * 10 + i));
+        pc[i].set_grad(g);
+        pg[i].set_grad(g.to(Device::cuda(0)));
+      }
+      oc->step();
+      og->step();
+    }
+    for (size_t i = 0; i < pc.size(); ++i) compare(pg[i].to(Device::cpu()), pc[i], kF32, name + ": parameter " + std::to_string(i));
+    for (const auto& [key, t] : og->state_dict())
+      if (t.dim() > 0) CHECK(t.device() == Device::cuda(0));
+  }
+}
+
+// ---------------------------------------------------------------- without a device
+
+TEST_CASE("TF32 is off by default and the switch toggles", "[cuda][ops]") {
+  CHECK_FALSE(cuda::allow_tf32());
+  cuda::set_allow_tf32(true);
+  CHECK(cuda::allow_tf32());
+  cuda::set_allow_tf32(false);
+  CHECK_FALSE(cuda::allow_tf32());
+}
+
+TEST_CASE("the CUDA op entry points refuse a missing device before touching memory", "[cuda][ops]") {
+  if (cuda_device_count() > 0) {
+    WARN("skipped: a GPU is present");
+    return;
+  }
+  std::vector<float> host(4, 1.f);
+  CHECK_THROWS_WITH(cuda_ops::unary(cuda_ops::UnaryOp::Relu, {4}, host.data(), {1}, host.data(), {1}, DType::F32,
+                                    Device::cuda(0)),
+                    Contains("cuda:0"));
+  CHECK_THROWS_WITH(cuda_ops::gemm(false, false, 2, 2, 1, 1.0, host.data(), 1, host.data(), 2, 0.0, host.data(), 2,
+                                   DType::F32, Device::cuda(0)),
+                    Contains("cuda:0"));
+  CHECK(host == std::vector<float>(4, 1.f));
+}
