@@ -145,6 +145,10 @@ TEST_CASE("gemm matches a naive product for every transpose combination", "[kern
         check_gemm<double>(ta, tb, 5, 7, 4, 1.5, beta, 1e-12);
         check_gemm<double>(ta, tb, 67, 45, 130, -0.75, beta, 1e-11);
         check_gemm<float>(ta, tb, 67, 45, 130, -0.75, beta, 1e-4);
+        // Big enough for the BLAS path and for splitting C between threads by rows (M >= N)
+        // and by columns (N > M), with tails (the blocks are not equal).
+        check_gemm<float>(ta, tb, 201, 150, 70, 1.25, beta, 1e-4);
+        check_gemm<double>(ta, tb, 150, 263, 70, 1.25, beta, 1e-11);
       }
 }
 

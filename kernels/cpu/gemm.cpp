@@ -12,6 +12,11 @@
 
 #ifdef PEFT_WITH_OPENBLAS
 #include <cblas.h>
+
+#include <mutex>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
 #endif
 
 namespace peft::kernels::cpu {
@@ -52,6 +57,48 @@ inline void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t
               A, static_cast<blasint>(lda), B, static_cast<blasint>(ldb), beta, C, static_cast<blasint>(ldc));
 }
 
+// OpenBLAS's own thread pool (Debian's default build uses pthreads) and our OpenMP team would
+// both want every core: between GEMMs the OpenMP workers spin, and OpenBLAS's threads then share
+// the cores with them (2 threads ran PoolFormer 1.7x slower than 1). So OpenBLAS runs one thread
+// per call and the parallelism is ours: the OpenMP team splits C into row or column blocks, each
+// thread one single-threaded BLAS call (OpenBLAS is safe to call concurrently).
+void blas_single_threaded_once() {
+  static std::once_flag once;
+  std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+
+template <class T>
+void blas_gemm_parallel(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                        int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  blas_single_threaded_once();
+  const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
+  int threads = 1;
+#ifdef _OPENMP
+  if (!omp_in_parallel()) threads = omp_get_max_threads();
+#endif
+  // Each block keeps >= 64 rows/columns so a thread's panel still fills OpenBLAS's kernel.
+  const bool by_rows = M >= N;
+  const int64_t extent = by_rows ? M : N;
+  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(threads, extent / 64));
+  if (blocks == 1) {
+    blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  const int64_t step = (extent + blocks - 1) / blocks;
+#pragma omp parallel for schedule(static) num_threads(static_cast<int>(blocks))
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t lo = b * step, len = std::min(extent, lo + step) - lo;
+    if (len <= 0) continue;
+    if (by_rows) {  // rows lo..lo+len of C = rows of op(A)
+      const T* a = trans_a ? A + lo : A + lo * lda;
+      blas_gemm(ta, tb, len, N, K, alpha, a, lda, B, ldb, beta, C + lo * ldc, ldc);
+    } else {        // columns lo..lo+len of C = columns of op(B)
+      const T* bp = trans_b ? B + lo * ldb : B + lo;
+      blas_gemm(ta, tb, M, len, K, alpha, A, lda, bp, ldb, beta, C + lo, ldc);
+    }
+  }
+}
+
 // BLAS wants every leading dimension >= the stored row length (>= 1) and 32-bit sizes; a
 // single stored row's stride is never used, so it is raised to the row length. Anything else
 // (e.g. a broadcast operand with row stride 0) stays on Eigen, which takes any stride.
@@ -84,8 +131,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha,
     if (blas_fits(trans_a ? K : M, trans_a ? M : K, la) && blas_fits(trans_b ? N : K, trans_b ? K : N, lb) &&
         blas_fits(M, N, lc)) {
       // beta == 0: BLAS does not read C, as this function promises.
-      blas_gemm(trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, la, B, lb,
-                beta, C, lc);
+      blas_gemm_parallel(trans_a, trans_b, M, N, K, alpha, A, la, B, lb, beta, C, lc);
       return;
     }
   }
