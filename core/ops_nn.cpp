@@ -95,13 +95,15 @@ Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tenso
                                      mean.data_ptr<scalar_t>(), rstd.data_ptr<scalar_t>());
   });
   bool gx = x_in.requires_grad(), gw = weight.defined() && weight.requires_grad(), gb = bias.defined() && bias.requires_grad();
+  // The bias may come without a weight (F.layer_norm(x, shape, None, b)): its gradient takes its own shape.
+  const Shape b_shape = bias.defined() ? bias.shape() : Shape{};
   autograd::record("LayerNormBackward", {x_in, weight, bias}, {y},
-                   [x, w, mean, rstd, R, M, gx, gw, gb](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                   [x, w, mean, rstd, R, M, gx, gw, gb, b_shape](const std::vector<Tensor>& g) -> std::vector<Tensor> {
                      const Device dev = x.device();
                      Tensor dy = detail::contiguous_detached(g[0]);
                      Tensor dx = gx ? Tensor::empty(x.shape(), x.dtype(), dev) : Tensor();
                      Tensor dw = gw ? Tensor::empty(w.shape(), x.dtype(), dev) : Tensor();
-                     Tensor db = gb ? Tensor::empty(w.shape(), x.dtype(), dev) : Tensor();
+                     Tensor db = gb ? Tensor::empty(b_shape, x.dtype(), dev) : Tensor();
                      if (dev.is_cuda()) {
                        cuda_ops::layer_norm_backward(R, M, x.raw_data(), ptr_or_null(w), mean.raw_data(),
                                                      rstd.raw_data(), dy.raw_data(), mut_ptr_or_null(dx),
@@ -144,8 +146,9 @@ Tensor group_norm(const Tensor& x_in, int64_t G, const Tensor& weight, const Ten
                                      mean.data_ptr<scalar_t>(), rstd.data_ptr<scalar_t>());
   });
   bool gx = x_in.requires_grad(), gw = weight.defined() && weight.requires_grad(), gb = bias.defined() && bias.requires_grad();
+  const Shape b_shape = bias.defined() ? bias.shape() : Shape{};  // a bias may come without a weight
   autograd::record("GroupNormBackward", {x_in, weight, bias}, {y},
-                   [x, w, mean, rstd, N, C, S, G, gx, gw, gb](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                   [x, w, mean, rstd, N, C, S, G, gx, gw, gb, b_shape](const std::vector<Tensor>& g) -> std::vector<Tensor> {
                      const Device dev = x.device();
                      Tensor dy = detail::contiguous_detached(g[0]);
                      Tensor dx = gx ? Tensor::empty(x.shape(), x.dtype(), dev) : Tensor();
@@ -162,7 +165,7 @@ Tensor group_norm(const Tensor& x_in, int64_t G, const Tensor& weight, const Ten
                            gx ? dx.data_ptr<scalar_t>() : nullptr, gw ? dw.data_ptr<scalar_t>() : nullptr,
                            gb ? db.data_ptr<scalar_t>() : nullptr);
                      });
-                     return {dx, dw.defined() ? dw.view(w.shape()) : dw, db.defined() ? db.view(w.shape()) : db};
+                     return {dx, dw.defined() ? dw.view(w.shape()) : dw, db.defined() ? db.view(b_shape) : db};
                    });
   return y;
 }

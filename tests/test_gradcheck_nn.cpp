@@ -46,6 +46,10 @@ TEST_CASE("gradcheck: layer_norm with and without affine", "[gradcheck][norm]") 
   SECTION("weight only, frozen input") {
     CHECK_GRADCHECK([](const Xs& x) { return layer_norm(x[0], {5}, x[1]); }, {make_randn({2, 5}, false), make_randn({5})});
   }
+  SECTION("bias without weight (F.layer_norm(x, shape, None, b))") {
+    CHECK_GRADCHECK([](const Xs& x) { return layer_norm(x[0], {3, 4}, Tensor(), x[1]); },
+                    {make_randn({2, 3, 4}), make_randn({3, 4})});
+  }
   SECTION("non-contiguous input, large eps") {
     CHECK_GRADCHECK([](const Xs& x) { return layer_norm(x[0].t(), {3}, x[1], x[2], 0.1); },
                     {make_randn({3, 4}), make_randn({3}), make_randn({3})});
@@ -59,6 +63,10 @@ TEST_CASE("gradcheck: group_norm with and without affine", "[gradcheck][norm]") 
                       {make_randn({2, 4, 3, 2}), make_randn({4}), make_randn({4})});
       CHECK_GRADCHECK([groups](const Xs& x) { return group_norm(x[0], groups); }, {make_randn({2, 4, 3, 2})});
     }
+  }
+  SECTION("bias without weight") {
+    CHECK_GRADCHECK([](const Xs& x) { return group_norm(x[0], 2, Tensor(), x[1]); },
+                    {make_randn({2, 4, 3}), make_randn({4})});
   }
   SECTION("only the affine parameters require grad") {
     CHECK_GRADCHECK([](const Xs& x) { return group_norm(x[0], 2, x[1], x[2]); },
