@@ -44,15 +44,14 @@ void check_cpu(const char* op, const Tensor& t) {
              " yet (CPU only); move the tensor with .to(Device::cpu())");
 }
 
-Tensor contiguous_data(const Tensor& t) {
-  check_cpu("contiguous_data", t);
+Tensor contiguous_detached(const Tensor& t) {
   NoGradGuard g;
   return t.detach().contiguous();
 }
 
-Tensor contiguous_detached(const Tensor& t) {
-  NoGradGuard g;
-  return t.detach().contiguous();
+Tensor contiguous_data(const Tensor& t) {
+  check_cpu("contiguous_data", t);
+  return contiguous_detached(t);
 }
 }  // namespace detail
 
