@@ -85,9 +85,16 @@ Tensor LoraConv2d::fused_forward(const Tensor& x, const std::string& n) {
   PEFT_CHECK(x.size(1) == base->in_channels(), "Conv2d: expected input (N, ", base->in_channels(), ", H, W), got ",
              shape_str(x.shape()));
   const int64_t in = base->in_channels(), out = base->out_channels(), r = s.r;
-  // NCHW → NHWC rows of C channels; a 1×1 convolution is a linear map of each row.
-  Tensor rows = x.permute({0, 2, 3, 1});
   const double p = is_training() ? s.lora_dropout : 0.0;
+  if (x.device().is_cpu() && p == 0.0) {  // per-image GEMMs on NCHW, no layout copies
+    Tensor y = lora_conv1x1(x, base->param("weight").reshape({out, in}), base->bias(), A->param("weight").reshape({r, in}),
+                            B->param("weight").reshape({out, r}), s.scaling());
+    if (s.lora_bias) y = add(y, mul(B->bias(), s.scaling()).reshape({1, out, 1, 1}));
+    return y;
+  }
+  // NCHW → NHWC rows of C channels; a 1×1 convolution is a linear map of each row. Dropout's
+  // mask (drawn in lora_linear's row order) and CUDA tensors take this path.
+  Tensor rows = x.permute({0, 2, 3, 1});
   Tensor y = lora_linear(rows, base->param("weight").reshape({out, in}), base->bias(), A->param("weight").reshape({r, in}),
                          B->param("weight").reshape({out, r}), s.scaling(), p, is_training());
   if (s.lora_bias) y = add(y, mul(B->bias(), s.scaling()));

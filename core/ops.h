@@ -69,6 +69,11 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
 // gives dX, dA, dB, db, and dW only when W requires grad.
 Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& A, const Tensor& B, double scale,
                    double dropout_p = 0, bool training = false, Generator* gen = nullptr);
+// A LoRA 1×1 convolution (stride 1, no padding, groups 1) on NCHW without dropout, as one op:
+//   y = conv1x1(x, W) + b + scale·conv1x1(conv1x1(x, A), B)
+// x (N, in, H, W), W (out, in), b (out) or undefined, A (r, in), B (out, r); y (N, out, H, W),
+// contiguous. The same gradients as lora_linear (dW only when W requires grad). CPU only.
+Tensor lora_conv1x1(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& A, const Tensor& B, double scale);
 
 // ---- shape ops
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim = 0);

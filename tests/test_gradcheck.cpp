@@ -270,6 +270,52 @@ TEST_CASE("gradcheck: lora_linear w.r.t. x, W, b, A and B", "[gradcheck][linalg]
   }
 }
 
+TEST_CASE("gradcheck: lora_conv1x1 w.r.t. x, W, b, A and B", "[gradcheck][linalg][lora]") {
+  // inputs: x (N, in, H, W), W (out, in), b, A (r, in), B (out, r)
+  auto plain = [](const Xs& x) { return lora_conv1x1(x[0], x[1], x[2], x[3], x[4], 0.75); };
+  SECTION("everything requires grad, two images") {
+    CHECK_GRADCHECK(plain, {make_randn({2, 3, 2, 3}), make_randn({4, 3}), make_randn({4}), make_randn({2, 3}),
+                            make_randn({4, 2})});
+  }
+  SECTION("frozen base weight and bias (the LoRA training case), three images") {
+    CHECK_GRADCHECK(plain, {make_randn({3, 4, 2, 2}), make_randn({5, 4}, false), make_randn({5}, false),
+                            make_randn({3, 4}), make_randn({5, 3})});
+  }
+  SECTION("no bias, channels-last input (non-contiguous), rank 1") {
+    CHECK_GRADCHECK([](const Xs& x) { return lora_conv1x1(x[0].permute({0, 3, 1, 2}), x[1], Tensor(), x[2], x[3], 2.0); },
+                    {make_randn({2, 2, 3, 4}), make_randn({2, 4}), make_randn({1, 4}), make_randn({2, 1})});
+  }
+  SECTION("only A and B require grad; 1×1 spatial extent") {
+    CHECK_GRADCHECK(plain, {make_randn({2, 3, 1, 1}, false), make_randn({2, 3}, false), make_randn({2}, false),
+                            make_randn({2, 3}), make_randn({2, 2})});
+  }
+}
+
+TEST_CASE("lora_conv1x1 equals the three convolutions PEFT runs, and handles empty batches", "[linalg][lora]") {
+  Tensor x = Tensor::randn({2, 3, 4, 5}, DType::F64), w = Tensor::randn({6, 3}, DType::F64),
+         b = Tensor::randn({6}, DType::F64), A = Tensor::randn({2, 3}, DType::F64),
+         B = Tensor::randn({6, 2}, DType::F64);
+  // PEFT: base_layer(x) + lora_B(lora_A(x)) * scaling, all three nn.Conv2d with 1×1 kernels.
+  Tensor ref = add(conv2d(x, w.reshape({6, 3, 1, 1}), b),
+                   mul(conv2d(conv2d(x, A.reshape({2, 3, 1, 1})), B.reshape({6, 2, 1, 1})), 1.5));
+  Tensor got = lora_conv1x1(x, w, b, A, B, 1.5);
+  CHECK(got.shape() == ref.shape());
+  CHECK(got.is_contiguous());
+  CHECK(max(abs(sub(got, ref))).item() < 1e-12);
+  for (const Shape& empty : {Shape{0, 3, 4, 5}, Shape{2, 3, 0, 5}}) {
+    Tensor xe = Tensor::randn(empty, DType::F64).set_requires_grad(true);
+    Tensor Ae = A.detach().set_requires_grad(true), Be = B.detach().set_requires_grad(true);
+    Tensor be = b.detach().set_requires_grad(true);
+    Tensor ye = lora_conv1x1(xe, w, be, Ae, Be, 1.5);
+    CHECK(ye.shape() == Shape{empty[0], 6, empty[2], 5});
+    sum(ye).backward();
+    CHECK(xe.grad().shape() == empty);
+    CHECK(max(abs(Ae.grad())).item() == 0.0);
+    CHECK(max(abs(Be.grad())).item() == 0.0);
+    CHECK(max(abs(be.grad())).item() == 0.0);
+  }
+}
+
 // ---------------------------------------------------------------- cat / stack / split / chunk
 
 TEST_CASE("gradcheck: cat along several dims", "[gradcheck][shape]") {

@@ -136,6 +136,30 @@ TEST_CASE("matmul and linear refuse mismatched inner sizes and wrong ranks", "[e
   EXPECT_OP_ERROR(on(x, w1), linear(x, w1), "linear", "[3]");
 }
 
+TEST_CASE("lora_linear and lora_conv1x1 refuse inconsistent shapes", "[errors][linalg][lora]") {
+  Tensor x = f32({2, 4, 3, 3}), w = f32({5, 4}), b = f32({5}), A = f32({2, 4}), B = f32({5, 2});
+  Tensor x3 = f32({4, 3, 3});
+  EXPECT_OP_ERROR(on(x3, w, A, B), lora_conv1x1(x3, w, b, A, B, 1.0), "lora_conv1x1", "(N, 4, H, W)", "[4, 3, 3]");
+  Tensor x_wrong_c = f32({2, 3, 3, 3});
+  EXPECT_OP_ERROR(on(x_wrong_c, w), lora_conv1x1(x_wrong_c, w, b, A, B, 1.0), "lora_conv1x1", "[2, 3, 3, 3]");
+  Tensor w4 = f32({5, 4, 1, 1});
+  EXPECT_OP_ERROR(on(x, w4), lora_conv1x1(x, w4, b, A, B, 1.0), "lora_conv1x1", "weight must be 2-D", "[5, 4, 1, 1]");
+  Tensor A_bad = f32({2, 3});
+  EXPECT_OP_ERROR(on(x, A_bad), lora_conv1x1(x, w, b, A_bad, B, 1.0), "lora_conv1x1", "lora_A must be (r, 4)",
+                  "[2, 3]");
+  Tensor B_bad = f32({5, 3});
+  EXPECT_OP_ERROR(on(x, B_bad), lora_conv1x1(x, w, b, A, B_bad, 1.0), "lora_conv1x1", "lora_B must be (5, 2)",
+                  "[5, 3]");
+  Tensor b_bad = f32({4});
+  EXPECT_OP_ERROR(on(x, b_bad), lora_conv1x1(x, w, b_bad, A, B, 1.0), "lora_conv1x1", "bias shape [4]", "5 output");
+  Tensor x64 = f64({2, 4, 3, 3});
+  EXPECT_OP_ERROR(on(x64, w), lora_conv1x1(x64, w, b, A, B, 1.0), "lora_conv1x1", "F64", "F32");
+  Tensor rows = f32({6, 3});
+  EXPECT_OP_ERROR(on(rows, w), lora_linear(rows, w, b, A, B, 1.0), "lora_linear", "3 features", "expected 4");
+  Tensor rows4 = f32({6, 4});
+  EXPECT_OP_ERROR(on(rows4, A), lora_linear(rows4, w, b, A, B, 1.0, 1.0, true), "lora_linear", "dropout probability");
+}
+
 TEST_CASE("conv2d and pooling refuse wrong ranks and inconsistent shapes", "[errors][conv]") {
   Tensor x3 = f32({1, 2, 3}), w = f32({3, 2, 3, 3});
   EXPECT_OP_ERROR(on(x3, w), conv2d(x3, w), "conv2d", "4-D input", "[1, 2, 3]");
