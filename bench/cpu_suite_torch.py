@@ -31,6 +31,8 @@ def main():
     except Exception:
         peft = None
         impl = f"pytorch-{torch.__version__}"
+    # The runner marks a peer it starts with a different BLAS (e.g. "+generic-blas").
+    impl += os.environ.get("PEFT_BENCH_IMPL_SUFFIX", "")
     if case == "gemm":
         a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
         run("gemm_2048", repeats, 2, 2.0 * 2048 ** 3, lambda: a @ b, impl)
