@@ -3,7 +3,8 @@ each PyTorch peer), time on a log axis, each peer's bar labelled with peft.cpp's
 
 Reads the JSON lines that bench/run_cpu_suite.sh prints (as kept in the ```-fenced "Raw JSON"
 blocks of bench/results/*.md, or a plain log); later lines for the same (impl, case, threads)
-replace earlier ones. Needs matplotlib (PyPI), e.g. in the PyPI-torch venv of run_cpu_suite.sh:
+replace earlier ones, so the runner's summary lines (printed last) are the ones drawn.
+Needs matplotlib (PyPI), e.g. in the PyPI-torch venv of run_cpu_suite.sh:
 
     python bench/plot_cpu_suite.py --threads 1 --out bench/results/cpu-suite-1t.png \
         bench/results/2026-11-22-cpu-suite.md bench/results/2026-11-23-cpu-suite-pypi.md
@@ -38,7 +39,8 @@ def short_impl(impl):
     if impl == "peft.cpp":
         return impl
     torch_part = impl.split("+peft")[0].replace("pytorch-", "PyTorch ")
-    return torch_part.replace("1.13.0a0", "1.13 (Debian)") + (" (PyPI)" if "1.13" not in torch_part else "")
+    label = torch_part.replace("1.13.0a0", "1.13 (Debian)") + (" (PyPI)" if "1.13" not in torch_part else "")
+    return label + (", generic BLAS" if impl.endswith("+generic-blas") else "")
 
 
 def main():
