@@ -17,6 +17,7 @@
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/pool.h"
+#include "naive_pool.h"
 #include "kernels/cpu/softmax.h"
 
 using namespace peft::kernels::cpu;
@@ -287,39 +288,6 @@ TEST_CASE("conv2d backward matches finite differences", "[kernels][cpu]") {
 
 // ------------------------------------------------------------------------------ avg_pool2d
 
-namespace {
-
-// Counts window positions one by one: those inside the padded input form the
-// count_include_pad divisor, those inside the input the sum and the other divisor.
-void naive_avg_pool(const Pool2dShape& s, const Vec& x, const Vec& dy, Vec& y, Vec& dx) {
-  y.assign(static_cast<size_t>(s.N * s.C * s.Ho * s.Wo), 0.0);
-  dx.assign(x.size(), 0.0);
-  for (int64_t p = 0; p < s.N * s.C; ++p)
-    for (int64_t oh = 0; oh < s.Ho; ++oh)
-      for (int64_t ow = 0; ow < s.Wo; ++ow) {
-        double sum = 0;
-        int64_t in_input = 0, in_padded = 0;
-        std::vector<int64_t> taps;
-        for (int64_t i = 0; i < s.kh; ++i)
-          for (int64_t j = 0; j < s.kw; ++j) {
-            const int64_t ih = oh * s.sh - s.ph + i, iw = ow * s.sw - s.pw + j;
-            if (ih >= s.H + s.ph || iw >= s.W + s.pw) continue;
-            ++in_padded;
-            if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) continue;
-            ++in_input;
-            taps.push_back((p * s.H + ih) * s.W + iw);
-            sum += x[taps.back()];
-          }
-        if (in_input == 0) continue;
-        const double div = static_cast<double>(s.count_include_pad ? in_padded : in_input);
-        const int64_t yi = (p * s.Ho + oh) * s.Wo + ow;
-        y[yi] = sum / div;
-        for (int64_t xi : taps) dx[xi] += dy[yi] / div;
-      }
-}
-
-}  // namespace
-
 TEST_CASE("pool2d_shape follows PyTorch's ceil_mode rule", "[kernels][cpu]") {
   CHECK(pool2d_shape(1, 1, 6, 6, 3, 3, 2, 2, 0, 0, false, true).Ho == 2);
   CHECK(pool2d_shape(1, 1, 6, 6, 3, 3, 2, 2, 0, 0, true, true).Ho == 3);
@@ -361,7 +329,7 @@ TEST_CASE("avg_pool2d forward and backward match naive loops", "[kernels][cpu]")
         REQUIRE(s.Ho > 0);
         const Vec x = uniform(s.N * s.C * s.H * s.W, 31), dy = uniform(s.N * s.C * s.Ho * s.Wo, 32);
         Vec y_ref, dx_ref;
-        naive_avg_pool(s, x, dy, y_ref, dx_ref);
+        peft::testing::naive_avg_pool(s, x, dy, y_ref, dx_ref);
         Vec y(y_ref.size(), kNaN), dx(x.size(), kNaN);
         avg_pool2d_forward<double>(s, x.data(), y.data());
         avg_pool2d_backward<double>(s, dy.data(), dx.data());

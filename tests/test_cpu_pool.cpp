@@ -1,6 +1,7 @@
 // Tests for the stride-1 fast path of kernels/cpu/pool (PoolFormer's 3x3 / pad 1 token mixer
-// and its relatives): forward and backward against PyTorch's avg_pool2d written here as a
-// naive loop over windows in double, for every small plane size and the borders they make.
+// and its relatives): forward and backward against PyTorch's avg_pool2d written as a
+// naive loop over windows in double (naive_pool.h), for every small plane size and the borders
+// they make.
 // Outputs are poisoned with NaN first, so an element the kernel forgets to write fails.
 #include <catch2/catch.hpp>
 
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "kernels/cpu/pool.h"
+#include "naive_pool.h"
 
 using namespace peft::kernels::cpu;
 using Vec = std::vector<double>;
@@ -26,39 +28,6 @@ Vec uniform(int64_t n, uint32_t seed) {
   Vec v(static_cast<size_t>(n));
   for (auto& e : v) e = static_cast<float>(dist(gen));
   return v;
-}
-
-// PyTorch's definition: window [o*s - p, o*s - p + k) per axis; the count_include_pad divisor
-// counts its positions inside the padded input [-p, H + p), the other divisor and the sum
-// those inside the input. Backward gives each of the summed inputs dy / divisor.
-void reference(const Pool2dShape& s, const Vec& x, const Vec& dy, Vec& y, Vec& dx) {
-  y.assign(static_cast<size_t>(s.N * s.C * s.Ho * s.Wo), 0.0);
-  dx.assign(x.size(), 0.0);
-  for (int64_t pl = 0; pl < s.N * s.C; ++pl)
-    for (int64_t oh = 0; oh < s.Ho; ++oh)
-      for (int64_t ow = 0; ow < s.Wo; ++ow) {
-        double sum = 0;
-        int64_t in_input = 0, in_padded = 0;
-        for (int64_t i = 0; i < s.kh; ++i)
-          for (int64_t j = 0; j < s.kw; ++j) {
-            const int64_t ih = oh * s.sh - s.ph + i, iw = ow * s.sw - s.pw + j;
-            if (ih >= s.H + s.ph || iw >= s.W + s.pw) continue;
-            ++in_padded;
-            if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) continue;
-            ++in_input;
-            sum += x[static_cast<size_t>((pl * s.H + ih) * s.W + iw)];
-          }
-        if (in_input == 0) continue;
-        const double div = static_cast<double>(s.count_include_pad ? in_padded : in_input);
-        const size_t yi = static_cast<size_t>((pl * s.Ho + oh) * s.Wo + ow);
-        y[yi] = sum / div;
-        for (int64_t i = 0; i < s.kh; ++i)
-          for (int64_t j = 0; j < s.kw; ++j) {
-            const int64_t ih = oh * s.sh - s.ph + i, iw = ow * s.sw - s.pw + j;
-            if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) continue;
-            dx[static_cast<size_t>((pl * s.H + ih) * s.W + iw)] += dy[yi] / div;
-          }
-      }
 }
 
 // Every |got - ref| <= atol + rtol * |ref|; NaN (an unwritten element) fails. Reports the first
@@ -105,7 +74,7 @@ void run_cases(const std::vector<int64_t>& sizes, const std::vector<Kernel>& ker
             INFO(what.str());
             const Vec x = uniform(N * C * H * W, seed++), dy = uniform(N * C * s.Ho * s.Wo, seed++);
             Vec y_ref, dx_ref;
-            reference(s, x, dy, y_ref, dx_ref);
+            peft::testing::naive_avg_pool(s, x, dy, y_ref, dx_ref);
             check_pool<double>(s, x, dy, y_ref, dx_ref, 1e-14, 1e-13);
             // Float sums of at most 25 terms in (-1, 1), each rounding at most 2^-20 or so.
             check_pool<float>(s, x, dy, y_ref, dx_ref, 1e-6, 1e-6);
@@ -137,7 +106,7 @@ TEST_CASE("avg_pool2d with stride 1 on one axis only still matches PyTorch", "[k
     const Pool2dShape s = pool2d_shape(2, 3, 9, 8, 3, 3, 1, 2, 1, 1, true, cip);
     const Vec x = uniform(s.N * s.C * s.H * s.W, 7), dy = uniform(s.N * s.C * s.Ho * s.Wo, 8);
     Vec y_ref, dx_ref;
-    reference(s, x, dy, y_ref, dx_ref);
+    peft::testing::naive_avg_pool(s, x, dy, y_ref, dx_ref);
     check_pool<double>(s, x, dy, y_ref, dx_ref, 1e-14, 1e-13);
     check_pool<float>(s, x, dy, y_ref, dx_ref, 1e-6, 1e-6);
   }
