@@ -27,6 +27,7 @@ void synchronize(Device device) { unavailable("synchronize", device); }
 void* device_alloc(Device device, size_t) { unavailable("allocate", device); }
 void device_free(Device device, void*) { unavailable("free", device); }
 void device_memset_zero(void*, Device device, size_t) { unavailable("memset", device); }
+int cudnn_version() { return 0; }  // a query, not an operation: no refusal
 
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes) {
   if (dst_device.is_cpu() && src_device.is_cpu()) {
@@ -106,6 +107,14 @@ void avg_pool2d_forward(const kernels::cpu::Pool2dShape&, const void*, void*, DT
 }
 void avg_pool2d_backward(const kernels::cpu::Pool2dShape&, const void*, void*, DType, Device dev) {
   cuda::unavailable("avg_pool2d_backward", dev);
+}
+void conv2d_forward(const kernels::cpu::Conv2dShape&, const void*, const void*, const void*, void*, DType,
+                    Device dev) {
+  cuda::unavailable("conv2d", dev);
+}
+void conv2d_backward(const kernels::cpu::Conv2dShape&, const void*, const void*, const void*, void*, void*, void*,
+                     DType, Device dev) {
+  cuda::unavailable("conv2d_backward", dev);
 }
 void dropout_forward(int64_t, double, uint64_t, uint64_t, const void*, void*, DType, Device dev) {
   cuda::unavailable("dropout", dev);

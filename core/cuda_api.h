@@ -18,12 +18,22 @@ AllocatorStats memory_stats(Device device = Device::cuda(0));
 void reset_peak_memory_stats(Device device = Device::cuda(0));
 // Waits for all work queued on the device's stream.
 void synchronize(Device device = Device::cuda(0));
-// F32 GEMMs (matmul, linear, lora_linear) on CUDA may use TF32 tensor cores: ~10 mantissa bits
-// per product instead of 23, so results differ from the CPU's by ~1e-3 relative. Off by
-// default (exact F32, as torch.backends.cuda.matmul.allow_tf32 = False); process-wide; a plain
-// flag, so it can be set in any build.
+// F32 GEMMs (matmul, linear, lora_linear) and cuDNN convolutions (conv2d) on CUDA may use TF32
+// tensor cores: ~10 mantissa bits per product instead of 23, so results differ from the CPU's
+// by ~1e-3 relative. Off by default (exact F32, as torch.backends.cuda.matmul.allow_tf32 =
+// False; note PyTorch's separate cuDNN switch defaults to on, ours is the same one switch);
+// process-wide; a plain flag, so it can be set in any build.
 void set_allow_tf32(bool allow);
 bool allow_tf32();
+// conv2d on CUDA runs through cuDNN when the build has it (CMake PEFT_CUDNN) and this switch
+// is on (the default, as torch.backends.cudnn.enabled); otherwise, and for any convolution
+// cuDNN refuses, through the hand-written direct kernels (kernels/cuda/conv.cuh), which are
+// slower but need no workspace. Process-wide plain flag, settable in any build.
+void set_cudnn_enabled(bool enabled);
+bool cudnn_enabled();
+// The version of the cuDNN library loaded (e.g. 91900 for 9.19.0), or 0 when the build has no
+// cuDNN. Needs no GPU.
+int cudnn_version();
 
 // ---- engine internals (Storage, Tensor copies)
 // A block of at least nbytes from the device's caching allocator (0 bytes: a valid block).

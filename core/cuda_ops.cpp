@@ -1,5 +1,6 @@
-// The process-wide TF32 switch, in every build. (The CPU-only build's refusing versions of the
-// core/cuda_ops.h kernels are in core/cuda_api.cpp, beside those of core/cuda_api.h.)
+// The process-wide TF32 and cuDNN switches, in every build. (The CPU-only build's refusing
+// versions of the core/cuda_ops.h kernels are in core/cuda_api.cpp, beside those of
+// core/cuda_api.h.)
 #include <atomic>
 
 #include "core/cuda_api.h"
@@ -8,9 +9,12 @@ namespace peft::cuda {
 
 namespace {
 std::atomic<bool> g_allow_tf32{false};
+std::atomic<bool> g_cudnn_enabled{true};
 }  // namespace
 
 void set_allow_tf32(bool allow) { g_allow_tf32.store(allow); }
 bool allow_tf32() { return g_allow_tf32.load(); }
+void set_cudnn_enabled(bool enabled) { g_cudnn_enabled.store(enabled); }
+bool cudnn_enabled() { return g_cudnn_enabled.load(); }
 
 }  // namespace peft::cuda

@@ -13,6 +13,7 @@
 
 #include "core/device.h"
 #include "core/dtype.h"
+#include "kernels/cpu/conv2d.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/pool.h"
 
@@ -81,6 +82,17 @@ void group_norm_backward(int64_t N, int64_t C, int64_t S, int64_t G, const void*
 // ---- pooling (NCHW contiguous; s from kernels::cpu::pool2d_shape)
 void avg_pool2d_forward(const kernels::cpu::Pool2dShape& s, const void* x, void* y, DType dtype, Device dev);
 void avg_pool2d_backward(const kernels::cpu::Pool2dShape& s, const void* dy, void* dx, DType dtype, Device dev);
+
+// ---- conv2d (NCHW contiguous; s from kernels::cpu::conv2d_shape with Ho, Wo > 0), PyTorch's
+// semantics (cross-correlation, zero padding, stride, dilation, groups). Through cuDNN when
+// built with it and peft::cuda::cudnn_enabled(), F32 in TF32 only when allow_tf32(); through the
+// direct kernels of kernels/cuda/conv.cuh otherwise or when cuDNN refuses the shape.
+// Null b: no bias. Backward: each of dx, dw, db may be null (not wanted); those given are
+// written with =; x is read only for dw, w only for dx.
+void conv2d_forward(const kernels::cpu::Conv2dShape& s, const void* x, const void* w, const void* b, void* y,
+                    DType dtype, Device dev);
+void conv2d_backward(const kernels::cpu::Conv2dShape& s, const void* x, const void* w, const void* dy, void* dx,
+                     void* dw, void* db, DType dtype, Device dev);
 
 // ---- dropout with a Philox mask regenerated from (seed, offset) (kernels/cuda/dropout.cuh)
 void dropout_forward(int64_t n, double p, uint64_t seed, uint64_t offset, const void* x, void* y, DType dtype,

@@ -1,5 +1,6 @@
-// embedding, conv2d, avg_pool2d and global average pooling, over kernels/cpu; embedding and
-// avg_pool2d also over kernels/cuda (core/cuda_ops.h). conv2d is CPU only for now.
+// embedding, conv2d, avg_pool2d and global average pooling, over kernels/cpu; embedding, conv2d
+// and avg_pool2d also over kernels/cuda (core/cuda_ops.h; conv2d through cuDNN or the direct
+// kernels, chosen there).
 #include "core/autograd.h"
 #include "core/cuda_ops.h"
 #include "core/dispatch.h"
@@ -89,7 +90,7 @@ Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
 }
 
 Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dOptions& o) {
-  detail::check_float_inputs("conv2d", {&x_in, &w_in, &b_in});
+  detail::check_float_inputs_any_device("conv2d", {&x_in, &w_in, &b_in});
   PEFT_CHECK(x_in.dim() == 4, "conv2d: expected 4-D input (N, C, H, W), got ", shape_str(x_in.shape()));
   PEFT_CHECK(w_in.dim() == 4, "conv2d: expected 4-D weight (O, C/groups, kh, kw), got ", shape_str(w_in.shape()));
   const int64_t N = x_in.shape()[0], C = x_in.shape()[1], H = x_in.shape()[2], W = x_in.shape()[3];
@@ -105,22 +106,35 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
                                        o.padding.second, o.dilation.first, o.dilation.second, g);
   PEFT_CHECK(s.Ho > 0 && s.Wo > 0, "conv2d: input of size ", shape_str(x_in.shape()), " is too small for kernel ",
              kh, "x", kw, " (output would be ", s.Ho, "x", s.Wo, ")");
-  Tensor x = detail::contiguous_data(x_in), w = detail::contiguous_data(w_in);
-  Tensor b = b_in.defined() ? detail::contiguous_data(b_in) : Tensor();
-  Tensor y = Tensor::empty({N, O, s.Ho, s.Wo}, x.dtype());
-  PEFT_DISPATCH_FLOAT(x.dtype(), "conv2d", [&] {
-    kc::conv2d_forward<scalar_t>(s, x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
-                                 b.defined() ? b.data_ptr<scalar_t>() : nullptr, y.data_ptr<scalar_t>());
-  });
+  const Device dev = x_in.device();
+  Tensor x = detail::contiguous_detached(x_in), w = detail::contiguous_detached(w_in);
+  Tensor b = b_in.defined() ? detail::contiguous_detached(b_in) : Tensor();
+  Tensor y = Tensor::empty({N, O, s.Ho, s.Wo}, x.dtype(), dev);
+  if (dev.is_cuda()) {
+    cuda_ops::conv2d_forward(s, x.raw_data(), w.raw_data(), b.defined() ? b.raw_data() : nullptr, y.raw_data(),
+                             x.dtype(), dev);
+  } else {
+    PEFT_DISPATCH_FLOAT(x.dtype(), "conv2d", [&] {
+      kc::conv2d_forward<scalar_t>(s, x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
+                                   b.defined() ? b.data_ptr<scalar_t>() : nullptr, y.data_ptr<scalar_t>());
+    });
+  }
   bool gx = x_in.requires_grad(), gw = w_in.requires_grad(), gb = b_in.defined() && b_in.requires_grad();
   Tensor x_saved = gw ? x : Tensor(), w_saved = gx ? w : Tensor();
   autograd::record("ConvolutionBackward", {x_in, w_in, b_in}, {y},
-                   [s, x_saved, w_saved, gx, gw, gb, xs = x.shape(), ws = w.shape(), dt = x.dtype()](
+                   [s, x_saved, w_saved, gx, gw, gb, dev, xs = x.shape(), ws = w.shape(), dt = x.dtype()](
                        const std::vector<Tensor>& gr) -> std::vector<Tensor> {
-                     Tensor dy = detail::contiguous_data(gr[0]);
-                     Tensor dx = gx ? Tensor::empty(xs, dt) : Tensor();
-                     Tensor dw = gw ? Tensor::empty(ws, dt) : Tensor();
-                     Tensor db = gb ? Tensor::empty({ws[0]}, dt) : Tensor();
+                     Tensor dy = detail::contiguous_detached(gr[0]);
+                     Tensor dx = gx ? Tensor::empty(xs, dt, dev) : Tensor();
+                     Tensor dw = gw ? Tensor::empty(ws, dt, dev) : Tensor();
+                     Tensor db = gb ? Tensor::empty({ws[0]}, dt, dev) : Tensor();
+                     if (dev.is_cuda()) {
+                       cuda_ops::conv2d_backward(s, gw ? x_saved.raw_data() : nullptr,
+                                                 gx ? w_saved.raw_data() : nullptr, dy.raw_data(),
+                                                 gx ? dx.raw_data() : nullptr, gw ? dw.raw_data() : nullptr,
+                                                 gb ? db.raw_data() : nullptr, dt, dev);
+                       return {dx, dw, db};
+                     }
                      PEFT_DISPATCH_FLOAT(dt, "conv2d_backward", [&] {
                        kc::conv2d_backward<scalar_t>(s, gw ? x_saved.data_ptr<scalar_t>() : nullptr,
                                                      gx ? w_saved.data_ptr<scalar_t>() : nullptr, dy.data_ptr<scalar_t>(),

@@ -5,7 +5,11 @@
 // Tolerances (per dtype, per row): F32 rows use atol 1e-5, rtol 1e-4 (CUDA's math library is
 // within a few ulp of glibc's; reductions and GEMMs sum in another order). Rows that accumulate
 // long sums or chain several reductions (norm backward, losses through log_softmax) say their
-// own looser bound. The TF32 row runs its GEMMs with ~10-bit mantissas: atol 1e-2, rtol 1e-2.
+// own looser bound. The TF32 rows run their GEMMs / convolutions with ~10-bit mantissas: atol
+// 1e-2, rtol 1e-2. conv2d rows use atol 5e-5, rtol 5e-4: cuDNN may pick FFT or Winograd
+// algorithms, whose rounding differs from a direct sum by more than a GEMM's reordering does.
+// Rows marked "(direct kernels)" run with peft::cuda::set_cudnn_enabled(false), so the
+// hand-written fallback is checked through the op too, in builds with cuDNN.
 //
 // Without a GPU every comparison reports "skipped: no CUDA device" and passes; the table itself
 // still runs on the CPU (every row must give a finite gradient for every float input), and the
@@ -43,7 +47,18 @@ struct Row {
   std::function<std::vector<Tensor>()> inputs;               // CPU tensors; float ones get gradients
   std::function<Tensor(const std::vector<Tensor>&)> forward;  // the op under test
   bool tf32 = false;
+  bool cudnn = true;  // false: conv2d through the direct kernels even when cuDNN is built in
 };
+
+Conv2dOptions conv_opts(std::pair<int64_t, int64_t> stride, std::pair<int64_t, int64_t> padding,
+                        std::pair<int64_t, int64_t> dilation = {1, 1}, int64_t groups = 1) {
+  Conv2dOptions o;
+  o.stride = stride;
+  o.padding = padding;
+  o.dilation = dilation;
+  o.groups = groups;
+  return o;
+}
 
 std::vector<Row> table() {
   using V = std::vector<Tensor>;
@@ -136,6 +151,34 @@ std::vector<Row> table() {
                [](const V& v) { return adaptive_avg_pool2d(v[0], {1, 1}); }});
   r.push_back({"dropout in eval is the identity", kF32, [] { return V{rnd({4, 5}, 49)}; },
                [](const V& v) { return mul(dropout(v[0], 0.5, false), 3.0); }});
+  // ---- conv2d: (x, w, b), forward and the gradient of each
+  const Tol conv_tol{5e-5, 5e-4};
+  auto conv = [&](const char* name, Shape xs, Shape ws, bool bias, Conv2dOptions o, uint64_t seed, bool cudnn = true,
+                  bool tf32 = false) {
+    Row row{name, tf32 ? Tol{1e-2, 1e-2} : conv_tol,
+            [=] {
+              V in{rnd(xs, seed), rnd(ws, seed + 1)};
+              if (bias) in.push_back(rnd({ws[0]}, seed + 2));
+              return in;
+            },
+            [=](const V& v) { return conv2d(v[0], v[1], v.size() > 2 ? v[2] : Tensor(), o); }, tf32};
+    row.cudnn = cudnn;
+    r.push_back(row);
+  };
+  conv("conv2d 3x3 pad 1", {2, 3, 7, 6}, {4, 3, 3, 3}, true, conv_opts({1, 1}, {1, 1}), 80);
+  conv("conv2d stride 2", {2, 3, 9, 8}, {5, 3, 3, 3}, true, conv_opts({2, 2}, {1, 1}), 83);
+  conv("conv2d 1x1", {2, 6, 5, 4}, {4, 6, 1, 1}, true, conv_opts({1, 1}, {0, 0}), 86);
+  conv("conv2d dilation 2", {1, 2, 9, 9}, {3, 2, 3, 3}, true, conv_opts({1, 1}, {2, 2}, {2, 2}), 89);
+  conv("conv2d groups 2", {2, 4, 6, 6}, {6, 2, 3, 3}, true, conv_opts({1, 1}, {1, 1}, {1, 1}, 2), 92);
+  conv("conv2d no bias", {2, 3, 5, 5}, {4, 3, 3, 3}, false, conv_opts({1, 1}, {0, 0}), 95);
+  conv("conv2d non-square kernel, stride and padding", {2, 3, 8, 7}, {4, 3, 2, 5}, true,
+       conv_opts({2, 1}, {1, 2}), 98);
+  conv("conv2d TF32", {2, 8, 6, 6}, {8, 8, 3, 3}, true, conv_opts({1, 1}, {1, 1}), 101, true, true);
+  conv("conv2d 3x3 pad 1 (direct kernels)", {2, 3, 7, 6}, {4, 3, 3, 3}, true, conv_opts({1, 1}, {1, 1}), 80, false);
+  conv("conv2d groups 2, stride 2, dilation 2 (direct kernels)", {2, 4, 11, 10}, {6, 2, 3, 2}, true,
+       conv_opts({2, 2}, {1, 2}, {2, 2}, 2), 104, false);
+  conv("conv2d non-square, no bias (direct kernels)", {1, 3, 8, 7}, {4, 3, 2, 5}, false, conv_opts({2, 1}, {1, 2}),
+       107, false);
   return r;
 }
 
@@ -153,8 +196,9 @@ Result run_row(const Row& row, const std::vector<Tensor>& cpu_inputs, Device dev
     if (is_floating(d.dtype())) d.requires_grad_();
     in.push_back(d);
   }
-  const bool prev = cuda::allow_tf32();
+  const bool prev = cuda::allow_tf32(), prev_cudnn = cuda::cudnn_enabled();
   cuda::set_allow_tf32(row.tf32);
+  cuda::set_cudnn_enabled(row.cudnn);
   Tensor out;
   try {
     out = row.forward(in);
@@ -162,9 +206,11 @@ Result run_row(const Row& row, const std::vector<Tensor>& cpu_inputs, Device dev
     out.backward(up);
   } catch (...) {
     cuda::set_allow_tf32(prev);
+    cuda::set_cudnn_enabled(prev_cudnn);
     throw;
   }
   cuda::set_allow_tf32(prev);
+  cuda::set_cudnn_enabled(prev_cudnn);
   Result res;
   res.out = out.detach().to(Device::cpu());
   for (const Tensor& t : in) res.grads.push_back(t.grad().defined() ? t.grad().to(Device::cpu()) : Tensor());
@@ -240,8 +286,6 @@ TEST_CASE("CUDA embedding and nll_loss report out-of-range indices like the CPU"
   CHECK_THROWS_WITH(lora_linear(rnd({2, 4}, 54).to(d), rnd({3, 4}, 55).to(d), Tensor(), rnd({2, 4}, 56).to(d),
                                 rnd({3, 2}, 57).to(d), 1.0, 0.1, true),
                     Contains("lora_linear: dropout (p = 0.1) in training is not implemented on cuda:0"));
-  CHECK_THROWS_WITH(conv2d(rnd({1, 2, 4, 4}, 58).to(d), rnd({3, 2, 3, 3}, 59).to(d)),
-                    Contains("conv2d: not implemented on cuda:0"));
 }
 
 TEST_CASE("SGD, Adam and AdamW steps on CUDA match the CPU; their state lives on the device", "[cuda][optim][gpu]") {
@@ -296,6 +340,18 @@ TEST_CASE("TF32 is off by default and the switch toggles", "[cuda][ops]") {
   CHECK(cuda::allow_tf32());
   cuda::set_allow_tf32(false);
   CHECK_FALSE(cuda::allow_tf32());
+}
+
+TEST_CASE("cuDNN is on by default, the switch toggles, and its version is 0 only without it", "[cuda][ops]") {
+  CHECK(cuda::cudnn_enabled());
+  cuda::set_cudnn_enabled(false);
+  CHECK_FALSE(cuda::cudnn_enabled());
+  cuda::set_cudnn_enabled(true);
+  CHECK(cuda::cudnn_enabled());
+  const int v = cuda::cudnn_version();
+  if (!built_with_cuda()) CHECK(v == 0);
+  CHECK(v >= 0);
+  if (v > 0) CHECK(v >= 8000);  // the build requires cuDNN >= 8 (cmake/cudnn.cmake)
 }
 
 TEST_CASE("the CUDA op entry points refuse a missing device before touching memory", "[cuda][ops]") {

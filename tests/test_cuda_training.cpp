@@ -3,7 +3,8 @@
 // momentum) train for a few steps from the same initial weights on the same batches; the loss
 // of every step must agree between the CPU and CUDA (atol 1e-5, rtol 1e-4: F32 GEMMs and
 // reductions sum in another order, and the difference grows a little with each step).
-// conv2d has no CUDA path yet, hence a conv-free net rather than PoolFormer's patch embedding.
+// The vision net is conv-free because it predates conv2d's CUDA path; conv2d on CUDA is checked
+// op by op (test_cuda_ops) and kernel by kernel (test_cuda_kernels_conv).
 // Without a GPU both cases report "skipped: no CUDA device" and pass.
 #include <catch2/catch.hpp>
 

@@ -1,6 +1,6 @@
 // kernels/cuda/ops_bridge.cu — defines core/cuda_ops.h (all but the GEMMs, see gemm.cu): the
 // one place where core's type-erased calls (void pointers + DType + Device) become typed kernel
-// launches on the device's stream.
+// launches on the device's stream, and where conv2d picks cuDNN or the direct kernels.
 //
 // Design: every entry point makes the tensor's device current (DeviceGuard: a launch goes to the
 // current device, and the stream must belong to it), then switches on the dtype once. Nothing
@@ -9,8 +9,10 @@
 
 #include <cstdint>
 
+#include "core/cuda_api.h"
 #include "core/error.h"
 #include "kernels/cuda/adamw.cuh"
+#include "kernels/cuda/conv.cuh"
 #include "kernels/cuda/dropout.cuh"
 #include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda/embedding.cuh"
@@ -255,6 +257,40 @@ void avg_pool2d_backward(const kernels::cpu::Pool2dShape& s, const void* dy, voi
   float_dispatch(dt, "avg_pool2d_backward", [&](auto z) {
     using T = decltype(z);
     kcu::avg_pool2d_backward<T>(s, tp<T>(dy), tp<T>(dx), l.stream);
+  });
+}
+
+// ---------------------------------------------------------------------------- conv2d
+
+// cuDNN first (unless switched off); the direct kernels when it declines (kernels/cuda/conv.cuh).
+// The switches are read once per call, so forward and backward of one call agree.
+void conv2d_forward(const kernels::cpu::Conv2dShape& s, const void* x, const void* w, const void* b, void* y, DType dt,
+                    Device dev) {
+  Launch l(dev);
+  const bool cudnn = cuda::cudnn_enabled(), tf32 = cuda::allow_tf32();
+  float_dispatch(dt, "conv2d", [&](auto z) {
+    using T = decltype(z);
+    if (cudnn && kcu::conv2d_forward_cudnn<T>(dev.index, tf32, s, tp<T>(x), tp<T>(w), tp<T>(y), l.stream)) {
+      if (b != nullptr) kcu::conv2d_add_bias<T>(s, tp<T>(b), tp<T>(y), l.stream);
+      return;
+    }
+    kcu::conv2d_forward_direct<T>(s, tp<T>(x), tp<T>(w), tp<T>(b), tp<T>(y), l.stream);
+  });
+}
+
+void conv2d_backward(const kernels::cpu::Conv2dShape& s, const void* x, const void* w, const void* dy, void* dx,
+                     void* dw, void* db, DType dt, Device dev) {
+  Launch l(dev);
+  const bool cudnn = cuda::cudnn_enabled(), tf32 = cuda::allow_tf32();
+  float_dispatch(dt, "conv2d_backward", [&](auto z) {
+    using T = decltype(z);
+    if (dx != nullptr &&
+        !(cudnn && kcu::conv2d_backward_input_cudnn<T>(dev.index, tf32, s, tp<T>(w), tp<T>(dy), tp<T>(dx), l.stream)))
+      kcu::conv2d_backward_input_direct<T>(s, tp<T>(w), tp<T>(dy), tp<T>(dx), l.stream);
+    if (dw != nullptr &&
+        !(cudnn && kcu::conv2d_backward_weight_cudnn<T>(dev.index, tf32, s, tp<T>(x), tp<T>(dy), tp<T>(dw), l.stream)))
+      kcu::conv2d_backward_weight_direct<T>(s, tp<T>(x), tp<T>(dy), tp<T>(dw), l.stream);
+    if (db != nullptr) kcu::conv2d_backward_bias<T>(s, tp<T>(dy), tp<T>(db), l.stream);
   });
 }
 
