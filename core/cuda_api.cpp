@@ -116,11 +116,27 @@ void conv2d_backward(const kernels::cpu::Conv2dShape&, const void*, const void*,
                      DType, Device dev) {
   cuda::unavailable("conv2d_backward", dev);
 }
+void max_lastdim(int64_t, int64_t, const void*, void*, int64_t*, DType, Device dev) { cuda::unavailable("max", dev); }
+void max_backward_scatter(int64_t, int64_t, int64_t, const int64_t*, const void*, void*, DType, Device dev) {
+  cuda::unavailable("max_backward", dev);
+}
+void lora_multi_add(int64_t, int64_t, int64_t, int64_t, const void*, DType, const void*, void*, DType, const int64_t*,
+                    const void*, void*, Device dev) {
+  cuda::unavailable("lora_multi", dev);
+}
 void dropout_forward(int64_t, double, uint64_t, uint64_t, const void*, void*, DType, Device dev) {
   cuda::unavailable("dropout", dev);
 }
 void dropout_backward(int64_t, double, uint64_t, uint64_t, const void*, void*, DType, Device dev) {
   cuda::unavailable("dropout_backward", dev);
+}
+void lstm_cell_forward(int64_t, int64_t, const void*, const void*, const void*, void*, void*, void*, void*, DType,
+                       Device dev) {
+  cuda::unavailable("lstm_cell", dev);
+}
+void lstm_cell_backward(int64_t, int64_t, const void*, const void*, const void*, const void*, const void*, void*,
+                        void*, DType, Device dev) {
+  cuda::unavailable("lstm_cell_backward", dev);
 }
 void adam_step(const std::vector<AdamParam>&, double, double, double, double, double, bool, DType, Device dev) {
   cuda::unavailable("adam_step", dev);

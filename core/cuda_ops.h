@@ -5,8 +5,12 @@
 // checks indices. kernels/cuda/ops_bridge.cu and kernels/cuda/gemm.cu define them in a CUDA
 // build; core/cuda_ops.cpp defines versions that throw "CUDA is not available in this build".
 //
-// Float kernels exist for F32 and F64 (GEMMs also take BF16 / F16 with F32 accumulation);
-// other dtypes are refused with the op's name.
+// Dtypes: every float op here takes F32 and F64. BF16 (mixed precision: BF16 weights and
+// activations, F32 master weights) is taken by the GEMMs and by the activation ops (elementwise,
+// sum_reduce, fill, softmax / losses, embedding, norms, avg_pool2d, conv2d, dropout): BF16
+// storage, F32 math inside each kernel, one rounding per output (kernels/cuda/bf16.cuh). The
+// norms' mean / rstd are then F32 buffers (acc dtype). F16 only in the GEMMs; adam_step
+// (and max) F32 / F64 only. Other dtypes are refused with the op's name.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -35,7 +39,7 @@ void pow_scalar(const Dims& shape, void* out, const Dims& out_strides, const voi
 // out (stride 0 on reduced dims) += sum of a.
 void sum_reduce(const Dims& shape, void* out, const Dims& out_strides, const void* a, const Dims& a_strides,
                 DType dtype, Device dev);
-// F32, F64, I64.
+// F32, F64, BF16 (value rounded to nearest even), I64.
 void fill(const Dims& shape, void* out, const Dims& out_strides, double value, DType dtype, Device dev);
 // Any dtype pair, strided on both sides (Tensor::copy_ on one device).
 void copy_convert(const Dims& shape, void* dst, DType dst_dtype, const Dims& dst_strides, const void* src,
@@ -69,7 +73,7 @@ void embedding_forward(int64_t n, int64_t dim, int64_t V, const void* weight, co
 void embedding_backward(int64_t n, int64_t dim, int64_t V, const int64_t* ids, const void* dy, void* dw,
                         int64_t padding_idx, DType dtype, Device dev);
 
-// ---- norms (null w / b: 1 / 0; null dx / dw / db: skipped)
+// ---- norms (null w / b: 1 / 0; null dx / dw / db: skipped; mean / rstd F32 for BF16 data)
 void layer_norm_forward(int64_t R, int64_t M, double eps, const void* x, const void* w, const void* b, void* y,
                         void* mean, void* rstd, DType dtype, Device dev);
 void layer_norm_backward(int64_t R, int64_t M, const void* x, const void* w, const void* mean, const void* rstd,
@@ -94,11 +98,35 @@ void conv2d_forward(const kernels::cpu::Conv2dShape& s, const void* x, const voi
 void conv2d_backward(const kernels::cpu::Conv2dShape& s, const void* x, const void* w, const void* dy, void* dx,
                      void* dw, void* db, DType dtype, Device dev);
 
+// ---- max over the last dim of contiguous rows (nrows, n), n >= 1: values and the first argmax,
+// NaN counting as the largest (the CPU rule). F32 / F64.
+void max_lastdim(int64_t nrows, int64_t n, const void* x, void* values, int64_t* indices, DType dtype, Device dev);
+// gi (outer, n, inner), zeroed by the caller: gi[p, idx[r], q] = gv[r] for r = p·inner + q.
+void max_backward_scatter(int64_t outer, int64_t n, int64_t inner, const int64_t* idx, const void* gv, void* gi,
+                          DType dtype, Device dev);
+
+// ---- multi-adapter LoRA for serving (kernels/cuda/lora_multi.cuh): out = y + per-row adapter
+// branch. `table`: device memory holding kernels::cuda::LoraMultiEntry records (four int64 words:
+// A pointer, B pointer, r, scale as double bits); rows: (N) device adapter ids, -1 = none; u:
+// scratch of N·r_max elements, F64 when x is F64, F32 otherwise. x dtype F32 / F64 / BF16; y F32,
+// F64 or BF16 (x F32 with y F64 or BF16 for adapters upcast by autocast_adapter_dtype).
+void lora_multi_add(int64_t N, int64_t in, int64_t out, int64_t r_max, const void* x, DType x_dtype, const void* y,
+                    void* out_y, DType y_dtype, const int64_t* rows, const void* table, void* u, Device dev);
+
 // ---- dropout with a Philox mask regenerated from (seed, offset) (kernels/cuda/dropout.cuh)
 void dropout_forward(int64_t n, double p, uint64_t seed, uint64_t offset, const void* x, void* y, DType dtype,
                      Device dev);
 void dropout_backward(int64_t n, double p, uint64_t seed, uint64_t offset, const void* dy, void* dx, DType dtype,
                       Device dev);
+
+// ---- the fused LSTM cell of one time step (kernels/cuda/lstm_cell.cuh, defined in
+// kernels/cuda/lstm_bridge.cu): gates (B, 4H) in PyTorch's order i, f, g, o; state (B, H).
+// Forward saves act (B, 4H) and tanh_c (B, H) for backward. Null gates_h / c_prev / dh / dc
+// read as zeros; null dc_prev is not written. F32 / F64.
+void lstm_cell_forward(int64_t B, int64_t H, const void* gates_x, const void* gates_h, const void* c_prev, void* h,
+                       void* c, void* act, void* tanh_c, DType dtype, Device dev);
+void lstm_cell_backward(int64_t B, int64_t H, const void* act, const void* tanh_c, const void* c_prev, const void* dh,
+                        const void* dc, void* dgates, void* dc_prev, DType dtype, Device dev);
 
 // ---- one fused Adam / AdamW step over parameters sharing a device and dtype
 struct AdamParam {

@@ -65,12 +65,11 @@ Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
   const int64_t d = wrap_dim(dim, a.dim(), "index_select");
   PEFT_CHECK(index.device() == a.device(), "index_select: expected all tensors on the same device, got ",
              a.device().str(), " (input) and ", index.device().str(), " (index)");
-  detail::check_cpu("index_select", a);
-  if (!is_floating(a.dtype())) {  // integer data has no gradient: copy slice by slice
+  if (!is_floating(a.dtype())) {  // integer data has no gradient: copy slice by slice (on any device)
     std::vector<int64_t> ids = index.to_vector<int64_t>();
     Shape out_shape = a.shape();
     out_shape[d] = static_cast<int64_t>(ids.size());
-    Tensor out = Tensor::empty(out_shape, a.dtype());
+    Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
     for (size_t i = 0; i < ids.size(); ++i) {
       PEFT_CHECK(ids[i] >= 0 && ids[i] < a.shape()[d], "index_select: index ", ids[i], " is out of range for dimension ",
                  d, " of size ", a.shape()[d]);
@@ -79,7 +78,7 @@ Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
     return out;
   }
   // Picking along dim 0 of a (rows, rest) matrix is an embedding lookup: reuse its forward
-  // and scatter-add backward.
+  // and scatter-add backward (on CUDA too, where the ids are range-checked in the kernel).
   Tensor moved = d == 0 ? a : a.transpose(0, d);
   Shape rest(moved.shape().begin() + 1, moved.shape().end());
   Tensor rows = embedding(moved.reshape({moved.shape()[0], -1}), index);

@@ -85,7 +85,7 @@ Tensor zeros_like_if(bool want, const Tensor& t) { return want ? Tensor::zeros(t
 }  // namespace
 
 Tensor lora_conv1x1(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& A, const Tensor& B, double scale) {
-  detail::check_float_inputs("lora_conv1x1", {&x, &w, &b, &A, &B});
+  detail::check_float_inputs_any_device("lora_conv1x1", {&x, &w, &b, &A, &B});
   PEFT_CHECK(w.dim() == 2, "lora_conv1x1: weight must be 2-D (out, in), got ", shape_str(w.shape()));
   const int64_t out_c = w.shape()[0], in_c = w.shape()[1];
   PEFT_CHECK(x.dim() == 4 && x.shape()[1] == in_c, "lora_conv1x1: expected input (N, ", in_c, ", H, W), got ",
@@ -98,6 +98,10 @@ Tensor lora_conv1x1(const Tensor& x, const Tensor& w, const Tensor& b, const Ten
   PEFT_CHECK(!b.defined() || (b.dim() == 1 && b.shape()[0] == out_c), "lora_conv1x1: bias shape ",
              shape_str(b.shape()), " does not match ", out_c, " output channels");
 
+  if (x.device().is_cuda()) {
+    // On CUDA: a 1×1 convolution is lora_linear on the NHWC rows (cuBLAS), back to contiguous NCHW.
+    return lora_linear(x.permute({0, 2, 3, 1}), w, b, A, B, scale).permute({0, 3, 1, 2}).contiguous();
+  }
   const Conv1x1Dims d{x.shape()[0], in_c, out_c, r, x.shape()[2] * x.shape()[3]};
   std::optional<NoGradGuard> no_grad(std::in_place);  // released before recording
   Tensor xc = detail::contiguous_data(x), wc = detail::contiguous_data(w), Ac = detail::contiguous_data(A),

@@ -68,10 +68,11 @@ Tensor mean(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
 Tensor mean(const Tensor& a) { return mean(a, {}, false); }
 
 std::pair<Tensor, Tensor> max(const Tensor& a, int64_t dim, bool keepdim) {
-  detail::check_float_inputs("max", {&a});
+  detail::check_float_inputs_any_device("max", {&a});
   const int64_t d = wrap_dim(dim, a.dim(), "max");
   const int64_t n = a.dim() == 0 ? 1 : a.shape()[d];
   PEFT_CHECK(n > 0, "max: cannot reduce over a zero-size dimension ", d, " of shape ", shape_str(a.shape()));
+  const Device dev = a.device();
   // Move the reduced dim last and make rows contiguous.
   std::vector<int64_t> perm;
   for (int64_t i = 0; i < a.dim(); ++i)
@@ -87,32 +88,41 @@ std::pair<Tensor, Tensor> max(const Tensor& a, int64_t dim, bool keepdim) {
   if (a.dim() > 0) keep_shape[d] = 1;
   for (int64_t i = 0; i < a.dim(); ++i)
     if (i != d || keepdim) out_shape.push_back(keep_shape[i]);
-  Tensor values = Tensor::empty(out_shape, a.dtype()), indices = Tensor::empty(out_shape, DType::I64);
-  PEFT_DISPATCH_FLOAT(a.dtype(), "max", [&] {
-    const scalar_t* x = rows.data_ptr<scalar_t>();
-    scalar_t* v = values.data_ptr<scalar_t>();
-    int64_t* idx = indices.data_ptr<int64_t>();
-    for (int64_t r = 0; r < nrows; ++r) {
-      const scalar_t* row = x + r * n;
-      int64_t best = 0;
-      for (int64_t j = 1; j < n; ++j)
-        if (row[j] > row[best] || (std::isnan(row[j]) && !std::isnan(row[best]))) best = j;
-      v[r] = row[best];
-      idx[r] = best;
-    }
-  });
+  Tensor values = Tensor::empty(out_shape, a.dtype(), dev), indices = Tensor::empty(out_shape, DType::I64, dev);
+  if (dev.is_cuda()) {
+    cuda_ops::max_lastdim(nrows, n, rows.raw_data(), values.raw_data(), indices.data_ptr<int64_t>(), a.dtype(), dev);
+  } else {
+    PEFT_DISPATCH_FLOAT(a.dtype(), "max", [&] {
+      const scalar_t* x = rows.data_ptr<scalar_t>();
+      scalar_t* v = values.data_ptr<scalar_t>();
+      int64_t* idx = indices.data_ptr<int64_t>();
+      for (int64_t r = 0; r < nrows; ++r) {
+        const scalar_t* row = x + r * n;
+        int64_t best = 0;
+        for (int64_t j = 1; j < n; ++j)
+          if (row[j] > row[best] || (std::isnan(row[j]) && !std::isnan(row[best]))) best = j;
+        v[r] = row[best];
+        idx[r] = best;
+      }
+    });
+  }
   Shape in_shape = a.shape();
   DType dt = a.dtype();
   Tensor saved_idx = indices;
   autograd::record("MaxBackward", {a}, {values, indices},
-                   [in_shape, keep_shape, d, dt, saved_idx, n](const std::vector<Tensor>& g) -> std::vector<Tensor> {
+                   [in_shape, keep_shape, d, dt, dev, saved_idx, n](const std::vector<Tensor>& g) -> std::vector<Tensor> {
                      // Scatter the gradient to the argmax positions.
-                     Tensor gi = Tensor::zeros(in_shape, dt);
-                     Tensor gv = g[0].reshape(keep_shape).contiguous();
-                     const int64_t* idx = saved_idx.data_ptr<int64_t>();
+                     Tensor gi = Tensor::zeros(in_shape, dt, dev);
+                     Tensor gv = detail::contiguous_detached(g[0].reshape(keep_shape));
                      int64_t inner = 1;
                      for (size_t k = static_cast<size_t>(d) + 1; k < in_shape.size(); ++k) inner *= in_shape[k];
                      const int64_t outer = gv.numel() / std::max<int64_t>(inner, 1);
+                     if (dev.is_cuda()) {
+                       cuda_ops::max_backward_scatter(outer, n, inner, saved_idx.data_ptr<int64_t>(), gv.raw_data(),
+                                                      gi.raw_data(), dt, dev);
+                       return {gi};
+                     }
+                     const int64_t* idx = saved_idx.data_ptr<int64_t>();
                      PEFT_DISPATCH_FLOAT(dt, "max_backward", [&] {
                        scalar_t* o = gi.data_ptr<scalar_t>();
                        const scalar_t* s = gv.data_ptr<scalar_t>();

@@ -452,14 +452,14 @@ Tensor& Tensor::copy_(const Tensor& src) {
 Tensor& Tensor::fill_(double value) {
   check_inplace(*this, "fill_");
   if (device().is_cuda()) {
-    // All-zero bits are +0 in every dtype; F32 / F64 / I64 have a fill kernel; the 16-bit
-    // dtypes convert a one-element F32 tensor on the device (copy_convert rounds as the CPU).
+    // All-zero bits are +0 in every dtype; F32 / F64 / I64 / BF16 have a fill kernel (BF16
+    // rounded on the host as the CPU does); F16 converts a one-element F32 tensor on the device.
     if (numel() == 0) return *this;
     if (value == 0 && !std::signbit(value) && is_contiguous()) {
       cuda::device_memset_zero(raw_data(), device(), nbytes());
       return *this;
     }
-    if (dtype() == DType::F32 || dtype() == DType::F64 || dtype() == DType::I64) {
+    if (dtype() != DType::F16) {
       cuda_ops::fill(shape(), raw_data(), strides(), value, dtype(), device());
       return *this;
     }
@@ -485,8 +485,9 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
   NoGradGuard g;
   Tensor o = other.to(dtype()).expand(shape());
   if (alpha != 1) o = mul(o, alpha);
-  PEFT_CHECK(is_floating(dtype()) && dtype() != DType::BF16 && dtype() != DType::F16,
-             "add_: unsupported dtype ", dtype_name(dtype()));
+  // BF16 has CUDA kernels only (F32 math inside); the CPU computes in F32 / F64.
+  PEFT_CHECK(is_floating(dtype()) && dtype() != DType::F16 && (dtype() != DType::BF16 || device().is_cuda()),
+             "add_: unsupported dtype ", dtype_name(dtype()), " on ", device().str());
   if (device().is_cuda())
     cuda_ops::binary(kc::BinaryOp::Add, shape(), raw_data(), strides(), raw_data(), strides(), o.raw_data(),
                      o.strides(), dtype(), device());
@@ -502,7 +503,8 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
 Tensor& Tensor::mul_(double value) {
   check_inplace(*this, "mul_");
   if (device().is_cuda()) {
-    PEFT_CHECK(dtype() == DType::F32 || dtype() == DType::F64, "mul_: unsupported dtype ", dtype_name(dtype()));
+    PEFT_CHECK(dtype() == DType::F32 || dtype() == DType::F64 || dtype() == DType::BF16, "mul_: unsupported dtype ",
+               dtype_name(dtype()), " on ", device().str());
     cuda_ops::affine(shape(), raw_data(), strides(), raw_data(), strides(), value, 0.0, dtype(), device());
   } else if (dtype() == DType::F32)
     kc::affine<float>(shape(), data_ptr<float>(), strides(), data_ptr<float>(), strides(), static_cast<float>(value), 0.f);

@@ -1,6 +1,6 @@
 // The CUDA nn-layer kernels against the CPU (DESIGN.md decision 3), as tests/test_cuda_kernels.cpp
 // does for the elementwise / softmax / embedding / dropout families: layer_norm and group_norm,
-// avg_pool2d and adaptive_avg_pool2d, and the multi-tensor Adam / AdamW step against
+// avg_pool2d and adaptive_avg_pool2d, the fused LSTM cell, and the multi-tensor Adam / AdamW step against
 // core/optim.cpp. Random inputs that are never zero, tails and odd sizes, GPU outputs poisoned
 // with NaN first. Tolerances: F32 atol 1e-5 rtol 1e-4, F64 atol 1e-12 rtol 1e-10. Without a GPU
 // every case prints "skipped: no CUDA device" and passes.
@@ -17,6 +17,7 @@
 #include <peft/peft.h>
 
 #include "cuda_kernel_util.h"
+#include "kernels/cpu/lstm_cell.h"
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/pool.h"
 
@@ -24,6 +25,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/adamw.cuh"
+#include "kernels/cuda/lstm_cell.cuh"
 #include "kernels/cuda/norm.cuh"
 #include "kernels/cuda/pool.cuh"
 #endif
@@ -257,5 +259,61 @@ TEST_CASE("cuda multi-tensor Adam / AdamW step matches core/optim.cpp", "[cuda][
   run_adam<float>(true);
   run_adam<float>(false);
   run_adam<double>(true);
+#endif
+}
+
+// ---------------------------------------------------------------------------- lstm_cell
+
+#ifdef PEFT_WITH_CUDA
+namespace {
+
+// Forward and backward of the fused cell on poisoned GPU outputs, with every optional input
+// present (full) or absent (gates_h, c_prev, dh or dc null; dc_prev not wanted).
+template <class T>
+void run_lstm_cell(int64_t B, int64_t H, bool full) {
+  const std::string what = "lstm_cell (" + std::to_string(B) + ", " + std::to_string(H) + ")" + (full ? "" : " nulls");
+  const size_t ng = static_cast<size_t>(B * 4 * H), ns = static_cast<size_t>(B * H);
+  const auto gx = random_vec<T>(ng, 111), gh = random_vec<T>(ng, 112), cp = random_vec<T>(ns, 113);
+  const auto dh = random_vec<T>(ns, 114), dc = random_vec<T>(ns, 115);
+  std::vector<T> h(ns), c(ns), act(ng), tc(ns), dg(ng), dcp = poisoned<T>(ns);
+  cpu::lstm_cell_forward<T>(B, H, gx.data(), full ? gh.data() : nullptr, full ? cp.data() : nullptr, h.data(), c.data(),
+                            act.data(), tc.data());
+  cpu::lstm_cell_backward<T>(B, H, act.data(), tc.data(), full ? cp.data() : nullptr, dh.data(),
+                             full ? dc.data() : nullptr, dg.data(), full ? dcp.data() : nullptr);
+  DeviceBuffer<T> dgx(gx), dgh(gh), dcpin(cp), ddh(dh), ddc(dc), dhout(ns), dcout(ns), dact(ng), dtc(ns), ddg(ng),
+      ddcp(ns);
+  gpu::lstm_cell_forward<T>(B, H, dgx.get(), full ? dgh.get() : nullptr, full ? dcpin.get() : nullptr, dhout.get(),
+                            dcout.get(), dact.get(), dtc.get(), kStream);
+  check_close(dhout.download(), h, tol_of<T>(), what + " h");
+  check_close(dcout.download(), c, tol_of<T>(), what + " c");
+  check_close(dact.download(), act, tol_of<T>(), what + " gates");
+  check_close(dtc.download(), tc, tol_of<T>(), what + " tanh(c)");
+  dact.upload(act);  // backward from the CPU's forward: each pass is compared on its own
+  dtc.upload(tc);
+  gpu::lstm_cell_backward<T>(B, H, dact.get(), dtc.get(), full ? dcpin.get() : nullptr, ddh.get(),
+                             full ? ddc.get() : nullptr, ddg.get(), full ? ddcp.get() : nullptr, kStream);
+  check_close(ddg.download(), dg, tol_of<T>(), what + " dgates");
+  check_close(ddcp.download(), dcp, tol_of<T>(), what + (full ? " dc_prev" : " dc_prev untouched"));
+}
+
+}  // namespace
+#endif
+
+TEST_CASE("cuda fused lstm_cell forward and backward match the CPU, with and without the optional inputs",
+          "[cuda][kernels][lstm]") {
+  if (!cuda_ready()) return;
+#ifdef PEFT_WITH_CUDA
+  for (bool full : {true, false}) {
+    for (auto bh : {std::pair<int64_t, int64_t>{1, 1}, {3, 6}, {16, 128}, {5, 333}, {700, 97}}) {
+      run_lstm_cell<float>(bh.first, bh.second, full);
+      run_lstm_cell<double>(bh.first, bh.second, full);
+    }
+  }
+  CHECK_THROWS_WITH(gpu::lstm_cell_forward<float>(-1, 4, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                                  kStream),
+                    Catch::Matchers::Contains("cuda lstm_cell_forward: negative size"));
+  CHECK_THROWS_WITH(gpu::lstm_cell_backward<float>(2, 4, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                                   kStream),
+                    Catch::Matchers::Contains("null device pointer"));
 #endif
 }

@@ -16,6 +16,7 @@
 // switches and refusals that need no device are checked.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "core/cuda_api.h"
 #include "core/cuda_ops.h"
 #include "cuda_kernel_util.h"
+#include "cuda_op_table.h"
 #include "kernels/cpu/dropout_philox.h"
 
 using namespace peft;
@@ -41,24 +43,8 @@ Tensor rnd(const Shape& shape, uint64_t seed, bool positive = false) {
 
 Tensor ids(const std::vector<int64_t>& v) { return Tensor::from_vector(v, {static_cast<int64_t>(v.size())}); }
 
-struct Row {
-  std::string name;
-  Tol tol;
-  std::function<std::vector<Tensor>()> inputs;               // CPU tensors; float ones get gradients
-  std::function<Tensor(const std::vector<Tensor>&)> forward;  // the op under test
-  bool tf32 = false;
-  bool cudnn = true;  // false: conv2d through the direct kernels even when cuDNN is built in
-};
-
-Conv2dOptions conv_opts(std::pair<int64_t, int64_t> stride, std::pair<int64_t, int64_t> padding,
-                        std::pair<int64_t, int64_t> dilation = {1, 1}, int64_t groups = 1) {
-  Conv2dOptions o;
-  o.stride = stride;
-  o.padding = padding;
-  o.dilation = dilation;
-  o.groups = groups;
-  return o;
-}
+using Row = peft::testing::OpRow;
+using peft::testing::conv_opts;
 
 std::vector<Row> table() {
   using V = std::vector<Tensor>;
@@ -116,6 +102,19 @@ std::vector<Row> table() {
   r.push_back({"lora_linear", kF32,
                [] { return V{rnd({2, 5, 12}, 28), rnd({7, 12}, 29), rnd({7}, 30), rnd({3, 12}, 31), rnd({7, 3}, 32)}; },
                [](const V& v) { return lora_linear(v[0], v[1], v[2], v[3], v[4], 2.0); }});
+  // ---- max (values; the argmax indices are compared in their own case) and index_select
+  r.push_back({"max over a middle dim", kF32, [] { return V{rnd({3, 6, 5}, 70)}; },
+               [](const V& v) { return max(v[0], 1, false).first; }});
+  r.push_back({"max over the last dim keepdim, transposed view", kF32, [] { return V{rnd({4, 300}, 71)}; },
+               [](const V& v) { return max(v[0].t(), 0, true).first; }});
+  r.push_back({"max of everything", kF32, [] { return V{rnd({5, 7, 9}, 72)}; },
+               [](const V& v) { return max(v[0]); }});
+  r.push_back({"index_select along dim 1 with repeats", kF32,
+               [] { return V{rnd({3, 5, 4}, 73), Tensor::from_vector(std::vector<int64_t>{4, 0, 4, 2}, {4})}; },
+               [](const V& v) { return index_select(v[0], 1, v[1]); }});
+  r.push_back({"lora_conv1x1", kF32,
+               [] { return V{rnd({2, 6, 3, 5}, 75), rnd({4, 6}, 76), rnd({4}, 77), rnd({3, 6}, 78), rnd({4, 3}, 79)}; },
+               [](const V& v) { return lora_conv1x1(v[0], v[1], v[2], v[3], v[4], 1.5); }});
   // ---- softmax, losses
   r.push_back({"softmax middle dim", kF32, [] { return V{rnd({3, 4, 5}, 33)}; },
                [](const V& v) { return softmax(v[0], 1); }});
@@ -179,47 +178,54 @@ std::vector<Row> table() {
        conv_opts({2, 2}, {1, 2}, {2, 2}, 2), 104, false);
   conv("conv2d non-square, no bias (direct kernels)", {1, 3, 8, 7}, {4, 3, 2, 5}, false, conv_opts({2, 1}, {1, 2}),
        107, false);
+  // ---- LSTM: a GEMM per step and the fused cell, T steps deep; output, h_n and c_n flattened
+  // into one tensor so every output feeds the gradient. Weights scaled by 0.4 in the forward
+  // keep the gates away from saturation, so the recurrent gradients are not all ~0.
+  const Tol lstm_tol{5e-5, 5e-4};
+  auto lstm_row = [&](const char* name, int64_t layers, bool bias, bool batch_first, bool state, uint64_t seed) {
+    const int64_t B = 3, T = 5, in = 7, H = 6;
+    r.push_back({name, lstm_tol,
+                 [=] {
+                   V v{rnd(batch_first ? Shape{B, T, in} : Shape{T, B, in}, seed)};
+                   if (state) {
+                     v.push_back(rnd({layers, B, H}, seed + 1));
+                     v.push_back(rnd({layers, B, H}, seed + 2));
+                   }
+                   uint64_t s = seed + 3;
+                   for (int64_t l = 0; l < layers; ++l) {
+                     v.push_back(rnd({4 * H, l == 0 ? in : H}, s++));
+                     v.push_back(rnd({4 * H, H}, s++));
+                     if (bias) {
+                       v.push_back(rnd({4 * H}, s++));
+                       v.push_back(rnd({4 * H}, s++));
+                     }
+                   }
+                   return v;
+                 },
+                 [=](const V& v) {
+                   const size_t first = state ? 3 : 1;
+                   V params;
+                   for (size_t i = first; i < v.size(); ++i) params.push_back(mul(v[i], 0.4));
+                   std::optional<LSTMState> hx;
+                   if (state) hx = LSTMState{v[1], v[2]};
+                   LSTMResult o = lstm(v[0], hx, params, bias, layers, batch_first);
+                   return cat({o.output.reshape({-1}), o.state.h.reshape({-1}), o.state.c.reshape({-1})}, 0);
+                 }});
+  };
+  lstm_row("lstm 2 layers, biases, batch_first, initial state", 2, true, true, true, 110);
+  lstm_row("lstm 1 layer, no biases, seq first, zero state", 1, false, false, false, 130);
   return r;
 }
 
-struct Result {
-  Tensor out;
-  std::vector<Tensor> grads;  // per input; undefined for integer inputs
-};
+using Result = peft::testing::OpResult;
 
-// Runs one row on `dev`: inputs copied there as fresh leaves, backward from a fixed non-zero
-// upstream gradient. Everything comes back to the CPU.
+// Fresh leaves on `dev`, backward from a fixed non-zero upstream gradient; back on the CPU.
 Result run_row(const Row& row, const std::vector<Tensor>& cpu_inputs, Device dev) {
-  std::vector<Tensor> in;
-  for (const Tensor& t : cpu_inputs) {
-    Tensor d = t.to(dev).detach();
-    if (is_floating(d.dtype())) d.requires_grad_();
-    in.push_back(d);
-  }
-  const bool prev = cuda::allow_tf32(), prev_cudnn = cuda::cudnn_enabled();
-  cuda::set_allow_tf32(row.tf32);
-  cuda::set_cudnn_enabled(row.cudnn);
-  Tensor out;
-  try {
-    out = row.forward(in);
-    Tensor up = rnd(out.shape(), 1234).to(dev);
-    out.backward(up);
-  } catch (...) {
-    cuda::set_allow_tf32(prev);
-    cuda::set_cudnn_enabled(prev_cudnn);
-    throw;
-  }
-  cuda::set_allow_tf32(prev);
-  cuda::set_cudnn_enabled(prev_cudnn);
-  Result res;
-  res.out = out.detach().to(Device::cpu());
-  for (const Tensor& t : in) res.grads.push_back(t.grad().defined() ? t.grad().to(Device::cpu()) : Tensor());
-  return res;
+  return peft::testing::run_op_row(row, cpu_inputs, dev, DType::F32, [](const Shape& s) { return rnd(s, 1234); });
 }
 
 void compare(const Tensor& gpu, const Tensor& cpu, Tol tol, const std::string& what) {
-  REQUIRE(gpu.shape() == cpu.shape());
-  peft::testing::check_close(gpu.to_vector<double>(), cpu.to_vector<double>(), tol, what);
+  peft::testing::compare_tensors(gpu, cpu, tol, what);
 }
 
 }  // namespace
@@ -283,9 +289,60 @@ TEST_CASE("CUDA embedding and nll_loss report out-of-range indices like the CPU"
   CHECK_THROWS_WITH(embedding(w, ids({1, 7, 2}).to(d)), Contains("index 7 at position 1 is out of range"));
   CHECK_THROWS_WITH(nll_loss(rnd({2, 3}, 53).to(d), ids({0, 3}).to(d)),
                     Contains("nll_loss: target 3 at position 1 is out of bounds for 3 classes"));
-  CHECK_THROWS_WITH(lora_linear(rnd({2, 4}, 54).to(d), rnd({3, 4}, 55).to(d), Tensor(), rnd({2, 4}, 56).to(d),
-                                rnd({3, 2}, 57).to(d), 1.0, 0.1, true),
-                    Contains("lora_linear: dropout (p = 0.1) in training is not implemented on cuda:0"));
+  CHECK_THROWS_WITH(index_select(w, 0, ids({0, 5}).to(d)), Contains("index 5 at position 1 is out of range"));
+}
+
+TEST_CASE("CUDA max / argmax give the CPU's first maximum, NaN first; index_select moves integer data", "[cuda][ops][gpu]") {
+  if (!peft::testing::cuda_ready()) return;
+  const Device d = Device::cuda(0);
+  const float nan = std::nanf("");
+  // Ties (first wins), NaN (the first NaN wins), rows longer than a block (1000 > 256 threads).
+  std::vector<float> v(3 * 1000, 0.5f);
+  v[1000 + 7] = 2.f;
+  v[1000 + 900] = 2.f;
+  v[2000 + 500] = nan;
+  v[2000 + 999] = nan;
+  v[2000 + 3] = 9.f;
+  Tensor x = Tensor::from_vector(v, {3, 1000});
+  auto [cv, ci] = max(x, 1);
+  auto [gv, gi] = max(x.to(d), 1);
+  CHECK(gi.to_vector<int64_t>() == std::vector<int64_t>{0, 7, 500});
+  CHECK(gi.to_vector<int64_t>() == ci.to_vector<int64_t>());
+  CHECK(std::isnan(gv.to_vector<float>()[2]));
+  CHECK(argmax(x.to(d), 0).to_vector<int64_t>() == argmax(x, 0).to_vector<int64_t>());
+  Tensor r = rnd({6, 11, 4}, 74);
+  CHECK(argmax(r.to(d), 1, true).to_vector<int64_t>() == argmax(r, 1, true).to_vector<int64_t>());
+  Tensor iv = Tensor::from_vector(std::vector<int64_t>{10, 11, 12, 13, 14, 15}, {3, 2});
+  CHECK(index_select(iv.to(d), 0, ids({2, 0, 2}).to(d)).to_vector<int64_t>() ==
+        std::vector<int64_t>{14, 15, 10, 11, 14, 15});
+}
+
+TEST_CASE("CUDA lora_linear dropout: the Philox mask of one Generator draw, regenerated in backward",
+          "[cuda][ops][gpu]") {
+  if (!peft::testing::cuda_ready()) return;
+  const Device d = Device::cuda(0);
+  const double p = 0.25, s = 1.5;
+  std::vector<Tensor> cpu = {rnd({3, 5, 12}, 80), rnd({7, 12}, 81), rnd({7}, 82), rnd({4, 12}, 83), rnd({7, 4}, 84)};
+  std::vector<Tensor> gpu;
+  for (Tensor& t : cpu) {
+    t.requires_grad_();
+    gpu.push_back(t.to(d).detach().requires_grad_());
+  }
+  Generator gen(99);
+  Tensor y = lora_linear(gpu[0], gpu[1], gpu[2], gpu[3], gpu[4], s, p, true, &gen);
+  Tensor up = rnd({3, 5, 7}, 85);
+  y.backward(up.to(d));
+  // Reference on the CPU with the same mask spelled out: seed = the Generator's first u64, offset 0.
+  std::vector<uint8_t> keep(static_cast<size_t>(cpu[0].numel()));
+  kernels::cpu::dropout_philox_mask(cpu[0].numel(), p, Generator(99).next_u64(), 0, keep.data());
+  std::vector<float> m(keep.size());
+  for (size_t i = 0; i < keep.size(); ++i) m[i] = keep[i] ? static_cast<float>(1.0 / (1.0 - p)) : 0.f;
+  Tensor mask = Tensor::from_vector(m, cpu[0].shape());
+  Tensor ref = add(linear(cpu[0], cpu[1], cpu[2]), mul(linear(linear(mul(cpu[0], mask), cpu[3]), cpu[4]), s));
+  ref.backward(up);
+  compare(y, ref, kF32, "lora_linear dropout: forward");
+  for (size_t i = 0; i < cpu.size(); ++i)
+    compare(gpu[i].grad(), cpu[i].grad(), kF32, "lora_linear dropout: grad of input " + std::to_string(i));
 }
 
 TEST_CASE("SGD, Adam and AdamW steps on CUDA match the CPU; their state lives on the device", "[cuda][optim][gpu]") {

@@ -313,3 +313,67 @@ TEST_CASE("gradcheck: lstm without biases, seq-first, zero initial state", "[gra
         inputs);
   }
 }
+
+// ---------------------------------------------------------------- lstm_cell
+// The fused cell on its own: its backward is one hand-written kernel, so each output alone and
+// the absent-input forms (no recurrent term, zero c_prev) are checked as well as both together.
+
+TEST_CASE("gradcheck: lstm_cell through h and c, each output alone, and from views", "[gradcheck][lstm]") {
+  const int64_t B = 3, H = 4;
+  Xs inputs{make_uniform({B, 4 * H}, -1.5, 1.5), make_uniform({B, 4 * H}, -1.5, 1.5), make_uniform({B, H}, -1.0, 1.0)};
+  CHECK_GRADCHECK(
+      [](const Xs& x) {
+        auto [h, c] = lstm_cell(x[0], x[1], x[2]);
+        return Xs{h, c};
+      },
+      inputs);
+  SECTION("only h is used") {
+    CHECK_GRADCHECK([](const Xs& x) { return lstm_cell(x[0], x[1], x[2]).first; }, inputs);
+  }
+  SECTION("only c is used") {
+    CHECK_GRADCHECK([](const Xs& x) { return lstm_cell(x[0], x[1], x[2]).second; }, inputs);
+  }
+  SECTION("non-contiguous views as inputs") {
+    Xs views{make_uniform({4 * H, B}, -1.5, 1.5), make_uniform({B, 8 * H}, -1.5, 1.5), make_uniform({H, B}, -1.0, 1.0)};
+    CHECK_GRADCHECK(
+        [&](const Xs& x) {
+          auto [h, c] = lstm_cell(x[0].t(), x[1].slice(1, 0, 8 * H, 2), x[2].t());
+          return Xs{h, c};
+        },
+        views);
+  }
+}
+
+TEST_CASE("gradcheck: lstm_cell without a recurrent term or c_prev (zero initial state)", "[gradcheck][lstm]") {
+  const int64_t B = 2, H = 3;
+  Xs inputs{make_uniform({B, 4 * H}, -1.5, 1.5), make_uniform({B, H}, -1.0, 1.0)};
+  CHECK_GRADCHECK(
+      [](const Xs& x) {
+        auto [h, c] = lstm_cell(x[0], Tensor(), Tensor());
+        return Xs{h, c};
+      },
+      {inputs[0]});
+  CHECK_GRADCHECK(
+      [](const Xs& x) {
+        auto [h, c] = lstm_cell(x[0], Tensor(), x[1]);
+        return Xs{h, c};
+      },
+      inputs);
+}
+
+TEST_CASE("lstm_cell equals the op chain it fuses, and refuses mismatched shapes", "[lstm]") {
+  const int64_t B = 3, H = 5;
+  Tensor gx = Tensor::randn({B, 4 * H}, DType::F64), gh = Tensor::randn({B, 4 * H}, DType::F64);
+  Tensor cp = Tensor::randn({B, H}, DType::F64);
+  auto [h, c] = lstm_cell(gx, gh, cp);
+  std::vector<Tensor> q = chunk(add(gx, gh), 4, 1);
+  Tensor want_c = add(mul(sigmoid(q[1]), cp), mul(sigmoid(q[0]), tanh(q[2])));
+  Tensor want_h = mul(sigmoid(q[3]), tanh(want_c));
+  CHECK(max(abs(sub(c, want_c))).item<double>() < 1e-14);
+  CHECK(max(abs(sub(h, want_h))).item<double>() < 1e-14);
+  CHECK_THROWS_WITH(lstm_cell(Tensor::randn({B, 4 * H + 1}), Tensor(), Tensor()),
+                    Catch::Matchers::Contains("lstm_cell: gates_x must be (batch, 4 * hidden)"));
+  CHECK_THROWS_WITH(lstm_cell(gx, Tensor::randn({B, 4 * H}, DType::F64), Tensor::randn({B, H + 1}, DType::F64)),
+                    Catch::Matchers::Contains("lstm_cell: c_prev has shape [3, 6], expected [3, 5]"));
+  CHECK_THROWS_WITH(lstm_cell(gx, Tensor::randn({B, 4 * H}), cp), Catch::Matchers::Contains("lstm_cell"));
+}

@@ -299,3 +299,38 @@ TEST_CASE("error messages carry the source file and line", "[errors]") {
   Tensor a = f32({2, 3}), b = f32({4});
   EXPECT_OP_ERROR(on(a, b), add(a, b), "core/ops_elementwise.cpp:");
 }
+
+TEST_CASE("BF16 tensors on the CPU are refused with the op and the dtype, not computed", "[errors][dtype][bf16]") {
+  // BF16 math exists only in the CUDA kernels (storage BF16, F32 inside); the CPU computes in
+  // F32 / F64, so each op must say so rather than read 16-bit data as floats.
+  auto bf = [](const Shape& s) { return Tensor::randn(s).to(DType::BF16).set_requires_grad(true); };
+  Tensor a = bf({2, 3}), b = bf({2, 3});
+  EXPECT_OP_ERROR(on(a), relu(a), "relu", "BF16");
+  EXPECT_OP_ERROR(on(a), exp(a), "exp", "BF16");
+  EXPECT_OP_ERROR(on(a, b), add(a, b), "add", "BF16");
+  EXPECT_OP_ERROR(on(a), mul(a, 2.0), "mul", "BF16");
+  EXPECT_OP_ERROR(on(a), pow(a, 2.0), "pow", "BF16");
+  EXPECT_OP_ERROR(on(a), sum(a), "sum", "BF16");
+  EXPECT_OP_ERROR(on(a), mean(a, {1}), "BF16");
+  EXPECT_OP_ERROR(on(a), softmax(a, 1), "softmax", "BF16");
+  EXPECT_OP_ERROR(on(a), log_softmax(a, 1), "log_softmax", "BF16");
+  EXPECT_OP_ERROR(on(a), layer_norm(a, {3}), "layer_norm", "BF16");
+  EXPECT_OP_ERROR(on(a), dropout(a, 0.5, true), "dropout", "BF16");
+  Tensor m = bf({3, 4});
+  EXPECT_OP_ERROR(on(a, m), matmul(a, m), "matmul", "BF16");
+  Tensor w = bf({4, 3});
+  EXPECT_OP_ERROR(on(a, w), linear(a, w), "BF16");
+  Tensor x = bf({1, 2, 5, 5}), k = bf({3, 2, 3, 3});
+  EXPECT_OP_ERROR(on(x, k), conv2d(x, k), "conv2d", "BF16");
+  EXPECT_OP_ERROR(on(x), group_norm(x, 2), "group_norm", "BF16");
+  AvgPool2dOptions po;
+  po.kernel = {2, 2};
+  EXPECT_OP_ERROR(on(x), avg_pool2d(x, po), "avg_pool2d", "BF16");
+  Tensor table = bf({5, 2});
+  EXPECT_OP_ERROR(on(table), embedding(table, ids({1, 4})), "embedding", "BF16");
+  Tensor logp = bf({2, 4});
+  EXPECT_OP_ERROR(on(logp), nll_loss(logp, ids({1, 3})), "nll_loss", "BF16");
+  Tensor acc = Tensor::zeros({2, 3}, DType::BF16);
+  EXPECT_OP_ERROR(on(acc), acc.add_(Tensor::ones({2, 3}, DType::BF16)), "add_", "BF16");
+  EXPECT_OP_ERROR(on(acc), acc.mul_(2.0), "mul_", "BF16");
+}

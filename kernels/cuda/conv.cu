@@ -6,10 +6,12 @@
 // is written exactly once, zeros included. Weight and bias gradients: one block per weight
 // element / channel reduces its N·Ho·Wo products with the fixed block tree of device_utils.cuh.
 // No atomics anywhere, so each result depends only on the data and the launch shape.
-// Accumulation is in T, as the CPU's im2col GEMMs; everything indexes in int64_t.
+// Accumulation is in acc_t<T> (bf16.cuh): T for float / double, as the CPU's im2col GEMMs, and
+// float for BF16 storage, rounded once per output; everything indexes in int64_t.
 #include "kernels/cuda/conv.cuh"
 
 #include "core/error.h"
+#include "kernels/cuda/bf16.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/device_utils.cuh"
 
@@ -34,7 +36,7 @@ __global__ void forward_kernel(Conv2dShape s, const T* x, const T* w, const T* b
     const int64_t ow = e % s.Wo, oh = (e / s.Wo) % s.Ho, o = (e / (s.Wo * s.Ho)) % s.O, n = e / (s.Wo * s.Ho * s.O);
     const T* xg = x + (n * s.C + (o / Og) * Cg) * HW;
     const T* wo = w + o * Cg * s.kh * s.kw;
-    T acc = 0;
+    acc_t<T> acc = 0;
     for (int64_t c = 0; c < Cg; ++c) {
       for (int64_t i = 0; i < s.kh; ++i) {
         const int64_t ih = oh * s.sh - s.ph + i * s.dh;
@@ -43,11 +45,11 @@ __global__ void forward_kernel(Conv2dShape s, const T* x, const T* w, const T* b
         const T* wr = wo + (c * s.kh + i) * s.kw;
         for (int64_t j = 0; j < s.kw; ++j) {
           const int64_t iw = ow * s.sw - s.pw + j * s.dw;
-          if (iw >= 0 && iw < s.W) acc += xr[iw] * wr[j];
+          if (iw >= 0 && iw < s.W) acc += to_acc(xr[iw]) * to_acc(wr[j]);
         }
       }
     }
-    y[e] = b != nullptr ? acc + b[o] : acc;
+    y[e] = from_acc<T>(b != nullptr ? acc + to_acc(b[o]) : acc);
   }
 }
 
@@ -67,7 +69,7 @@ __global__ void backward_input_kernel(Conv2dShape s, const T* w, const T* dy, T*
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += step) {
     const int64_t iw = e % s.W, ih = (e / s.W) % s.H, c = (e / (s.W * s.H)) % s.C, n = e / (s.W * s.H * s.C);
     const int64_t g = c / Cg, cl = c % Cg;
-    T acc = 0;
+    acc_t<T> acc = 0;
     for (int64_t ol = 0; ol < Og; ++ol) {
       const int64_t o = g * Og + ol;
       const T* dyo = dy + (n * s.O + o) * P;
@@ -77,11 +79,11 @@ __global__ void backward_input_kernel(Conv2dShape s, const T* w, const T* dy, T*
         if (oh < 0) continue;
         for (int64_t j = 0; j < s.kw; ++j) {
           const int64_t ow = source_of(iw, j, s.sw, s.pw, s.dw, s.Wo);
-          if (ow >= 0) acc += dyo[oh * s.Wo + ow] * wk[i * s.kw + j];
+          if (ow >= 0) acc += to_acc(dyo[oh * s.Wo + ow]) * to_acc(wk[i * s.kw + j]);
         }
       }
     }
-    dx[e] = acc;
+    dx[e] = from_acc<T>(acc);
   }
 }
 
@@ -90,21 +92,22 @@ __global__ void backward_input_kernel(Conv2dShape s, const T* w, const T* dy, T*
 // the barriers inside block_reduce are reached uniformly.
 template <class T>
 __global__ void backward_weight_kernel(Conv2dShape s, const T* x, const T* dy, T* dw) {
-  __shared__ T smem[32];
+  using C = acc_t<T>;
+  __shared__ C smem[32];
   const int64_t Cg = s.C / s.groups, Og = s.O / s.groups, P = s.Ho * s.Wo, HW = s.H * s.W;
   const int64_t nw = s.O * Cg * s.kh * s.kw, terms = s.N * P;
   for (int64_t k = blockIdx.x; k < nw; k += gridDim.x) {
     const int64_t j = k % s.kw, i = (k / s.kw) % s.kh, cl = (k / (s.kw * s.kh)) % Cg, o = k / (s.kw * s.kh * Cg);
     const int64_t c = (o / Og) * Cg + cl;
-    T acc = 0;
+    C acc = 0;
     for (int64_t r = threadIdx.x; r < terms; r += blockDim.x) {
       const int64_t n = r / P, p = r % P, oh = p / s.Wo, ow = p % s.Wo;
       const int64_t ih = oh * s.sh - s.ph + i * s.dh, iw = ow * s.sw - s.pw + j * s.dw;
       if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) continue;
-      acc += dy[(n * s.O + o) * P + p] * x[(n * s.C + c) * HW + ih * s.W + iw];
+      acc += to_acc(dy[(n * s.O + o) * P + p]) * to_acc(x[(n * s.C + c) * HW + ih * s.W + iw]);
     }
-    acc = block_reduce(acc, smem, SumOp{}, T(0));
-    if (threadIdx.x == 0) dw[k] = acc;
+    acc = block_reduce(acc, smem, SumOp{}, C(0));
+    if (threadIdx.x == 0) dw[k] = from_acc<T>(acc);
   }
 }
 
@@ -112,19 +115,20 @@ template <class T>
 __global__ void add_bias_kernel(Conv2dShape s, const T* b, T* y) {
   const int64_t P = s.Ho * s.Wo, total = s.N * s.O * P, step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += step)
-    y[e] += b[(e / P) % s.O];
+    y[e] = from_acc<T>(to_acc(y[e]) + to_acc(b[(e / P) % s.O]));
 }
 
 // One block per output channel, as backward_weight_kernel.
 template <class T>
 __global__ void backward_bias_kernel(Conv2dShape s, const T* dy, T* db) {
-  __shared__ T smem[32];
+  using C = acc_t<T>;
+  __shared__ C smem[32];
   const int64_t P = s.Ho * s.Wo, terms = s.N * P;
   for (int64_t o = blockIdx.x; o < s.O; o += gridDim.x) {
-    T acc = 0;
-    for (int64_t r = threadIdx.x; r < terms; r += blockDim.x) acc += dy[((r / P) * s.O + o) * P + r % P];
-    acc = block_reduce(acc, smem, SumOp{}, T(0));
-    if (threadIdx.x == 0) db[o] = acc;
+    C acc = 0;
+    for (int64_t r = threadIdx.x; r < terms; r += blockDim.x) acc += to_acc(dy[((r / P) * s.O + o) * P + r % P]);
+    acc = block_reduce(acc, smem, SumOp{}, C(0));
+    if (threadIdx.x == 0) db[o] = from_acc<T>(acc);
   }
 }
 
@@ -211,6 +215,7 @@ void conv2d_backward_bias(const Conv2dShape& s, const T* dy, T* db, cudaStream_t
   template void conv2d_backward_bias<T>(const Conv2dShape&, const T*, T*, cudaStream_t);
 PEFT_INSTANTIATE(float)
 PEFT_INSTANTIATE(double)
+PEFT_INSTANTIATE(Bf16)
 #undef PEFT_INSTANTIATE
 
 }  // namespace peft::kernels::cuda

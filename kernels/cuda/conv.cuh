@@ -13,10 +13,15 @@
 //
 // Bias add and bias gradient are always our kernels (conv2d_add_bias, conv2d_backward_bias), so
 // both paths share them. Device pointers; launchers queue on `stream` without syncing.
+//
+// T in float, double and Bf16 (bf16.cuh). BF16 data computes in F32 on both paths: cuDNN with
+// BFLOAT16 tensors and a FLOAT convolution descriptor, the direct kernels accumulating in
+// float. With cuDNN the bias is added to the already rounded BF16 output (two roundings).
 #pragma once
 #include <cuda_runtime.h>
 
 #include "kernels/cpu/conv2d.h"
+#include "kernels/cuda/bf16.cuh"
 
 namespace peft::kernels::cuda {
 

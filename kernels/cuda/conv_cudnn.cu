@@ -11,6 +11,9 @@
 // struct's `memory`. That list, and which entry last ran, are cached per shape key (device,
 // direction, dtype, math mode, every size), so a training loop pays for the heuristics once.
 //
+// BF16: BFLOAT16 tensor and filter descriptors, a FLOAT convolution descriptor (compute type),
+// float alpha / beta, the default math mode (tensor cores allowed).
+//
 // Math mode: F32 uses CUDNN_FMA_MATH unless TF32 is allowed (then CUDNN_DEFAULT_MATH, which lets
 // Ampere+ use TF32 tensor cores); candidates whose mathType is a tensor-op mode are dropped
 // under FMA, and the ..._ALLOW_CONVERSION mode (down-conversion to FP16) is never used. The
@@ -58,6 +61,13 @@ const char* dir_name(Dir d) {
 template <class T> struct DataType;
 template <> struct DataType<float> { static constexpr cudnnDataType_t value = CUDNN_DATA_FLOAT; };
 template <> struct DataType<double> { static constexpr cudnnDataType_t value = CUDNN_DATA_DOUBLE; };
+#if CUDNN_VERSION >= 8100  // BFLOAT16 arrived in cuDNN 8.1; older ones leave BF16 to the direct kernels
+template <> struct DataType<Bf16> { static constexpr cudnnDataType_t value = CUDNN_DATA_BFLOAT16; };
+constexpr bool kCudnnBf16 = true;
+#else
+template <> struct DataType<Bf16> { static constexpr cudnnDataType_t value = CUDNN_DATA_FLOAT; };  // never used
+constexpr bool kCudnnBf16 = false;
+#endif
 
 struct Candidate {
   int algo;  // the direction's cudnnConvolution*Algo_t
@@ -105,14 +115,15 @@ struct Descs {
   peft::cuda::ConvDesc conv;
 };
 
-bool set_descs(Descs& d, const Conv2dShape& s, cudnnDataType_t dt, cudnnMathType_t math) {
+// dt: the tensors' storage type; compute: the convolution's (F32 for BF16 data).
+bool set_descs(Descs& d, const Conv2dShape& s, cudnnDataType_t dt, cudnnDataType_t compute, cudnnMathType_t math) {
   auto i = [](int64_t v) { return static_cast<int>(v); };
   PEFT_CUDNN_OR_REFUSE(cudnnSetTensor4dDescriptor(d.x.get(), CUDNN_TENSOR_NCHW, dt, i(s.N), i(s.C), i(s.H), i(s.W)));
   PEFT_CUDNN_OR_REFUSE(cudnnSetTensor4dDescriptor(d.y.get(), CUDNN_TENSOR_NCHW, dt, i(s.N), i(s.O), i(s.Ho), i(s.Wo)));
   PEFT_CUDNN_OR_REFUSE(
       cudnnSetFilter4dDescriptor(d.w.get(), dt, CUDNN_TENSOR_NCHW, i(s.O), i(s.C / s.groups), i(s.kh), i(s.kw)));
   PEFT_CUDNN_OR_REFUSE(cudnnSetConvolution2dDescriptor(d.conv.get(), i(s.ph), i(s.pw), i(s.sh), i(s.sw), i(s.dh),
-                                                       i(s.dw), CUDNN_CROSS_CORRELATION, dt));
+                                                       i(s.dw), CUDNN_CROSS_CORRELATION, compute));
   PEFT_CUDNN_OR_REFUSE(cudnnSetConvolutionGroupCount(d.conv.get(), i(s.groups)));
   PEFT_CUDNN_OR_REFUSE(cudnnSetConvolutionMathType(d.conv.get(), math));
   int n = 0, c = 0, h = 0, w = 0;
@@ -227,7 +238,10 @@ bool run(Dir dir, int device, bool tf32, const Conv2dShape& s, const void* a, co
   check_conv2d_shape(dir_name(dir), s);
   // Empty tensors: the direct kernels write the zeros (cuDNN refuses zero-sized descriptors).
   if (s.N == 0 || s.C == 0 || s.O == 0 || s.H == 0 || s.W == 0 || !fits_int(s)) return false;
-  const cudnnDataType_t dt = DataType<T>::value;
+  if (std::is_same<T, Bf16>::value && !kCudnnBf16) return false;
+  // BF16 data computes in F32 (cuDNN's PSEUDO_BFLOAT16 configuration) and may use tensor cores,
+  // whose BF16 products are exact in F32: nothing to switch off as TF32 is for F32 data.
+  const cudnnDataType_t dt = DataType<T>::value, compute = DataType<acc_t<T>>::value;
   const cudnnMathType_t want = (std::is_same<T, float>::value && !tf32) ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
   const Key key{device, static_cast<int64_t>(dir), static_cast<int64_t>(dt), static_cast<int64_t>(want),
                 s.N, s.C, s.H, s.W, s.O, s.kh, s.kw, s.sh, s.sw, s.ph, s.pw, s.dh, s.dw, s.groups};
@@ -238,13 +252,13 @@ bool run(Dir dir, int device, bool tf32, const Conv2dShape& s, const void* a, co
   cudnnHandle_t h = peft::cuda::cudnn(device);
   PEFT_CUDNN_CHECK(cudnnSetStream(h, stream));
   Descs d;
-  if (!set_descs(d, s, dt, want) || (!plan.ranked && !rank(h, dir, d, want, plan.candidates))) {
+  if (!set_descs(d, s, dt, compute, want) || (!plan.ranked && !rank(h, dir, d, want, plan.candidates))) {
     plan.refused = true;
     return false;
   }
   plan.ranked = true;
 
-  const T one = 1, zero = 0;
+  const acc_t<T> one = 1, zero = 0;  // cuDNN reads alpha / beta in the compute type (double only for F64)
   std::exception_ptr oom;
   const size_t n = plan.candidates.size();
   for (size_t k = 0; k < n; ++k) {
@@ -326,6 +340,7 @@ namespace peft::kernels::cuda {
   template bool conv2d_backward_weight_cudnn<T>(int, bool, const Conv2dShape&, const T*, const T*, T*, cudaStream_t);
 PEFT_INSTANTIATE(float)
 PEFT_INSTANTIATE(double)
+PEFT_INSTANTIATE(Bf16)
 #undef PEFT_INSTANTIATE
 
 }  // namespace peft::kernels::cuda

@@ -5,9 +5,12 @@
 // and all 4 of its words are used, exactly as kernels/cpu/dropout_philox.cpp does; the keep
 // decision is an exact float comparison, so the GPU and CPU masks are identical bit for bit.
 // The 4 elements per thread are scalar loads (no float4): simple, and alignment-free.
+// BF16 (bf16.cuh): same mask; x * scale in float, rounded once, so a BF16 output is the F32
+// result rounded to BF16.
 #include "kernels/cuda/dropout.cuh"
 
 #include "core/error.h"
+#include "kernels/cuda/bf16.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/device_utils.cuh"
 #include "kernels/philox.h"
@@ -43,8 +46,10 @@ template <class T>
 struct ScaleFn {
   const T* x;
   T* y;
-  T scale;
-  __device__ void operator()(int64_t i, bool keep) const { y[i] = keep ? x[i] * scale : T(0); }
+  acc_t<T> scale;
+  __device__ void operator()(int64_t i, bool keep) const {
+    y[i] = from_acc<T>(keep ? to_acc(x[i]) * scale : acc_t<T>(0));
+  }
 };
 
 void check_args(const char* op, int64_t n, double p, const void* a, const void* b) {
@@ -69,7 +74,7 @@ template <class T>
 void dropout_forward(int64_t n, double p, uint64_t seed, uint64_t offset, const T* x, T* y, cudaStream_t stream) {
   check_args("cuda dropout_forward", n, p, x, y);
   if (n == 0) return;
-  const T scale = static_cast<T>(1.0 / (1.0 - p));  // inf when p == 1, never applied: nothing is kept
+  const acc_t<T> scale = static_cast<acc_t<T>>(1.0 / (1.0 - p));  // inf when p == 1, never applied: nothing is kept
   dropout_kernel<<<grid_for((n + 3) / 4), kThreads, 0, stream>>>(n, static_cast<float>(p), seed, offset,
                                                                  ScaleFn<T>{x, y, scale});
   PEFT_KERNEL_CHECK();
@@ -84,5 +89,7 @@ template void dropout_forward<float>(int64_t, double, uint64_t, uint64_t, const 
 template void dropout_forward<double>(int64_t, double, uint64_t, uint64_t, const double*, double*, cudaStream_t);
 template void dropout_backward<float>(int64_t, double, uint64_t, uint64_t, const float*, float*, cudaStream_t);
 template void dropout_backward<double>(int64_t, double, uint64_t, uint64_t, const double*, double*, cudaStream_t);
+template void dropout_forward<Bf16>(int64_t, double, uint64_t, uint64_t, const Bf16*, Bf16*, cudaStream_t);
+template void dropout_backward<Bf16>(int64_t, double, uint64_t, uint64_t, const Bf16*, Bf16*, cudaStream_t);
 
 }  // namespace peft::kernels::cuda

@@ -12,12 +12,17 @@
 // the innermost dim is kept and there are enough outputs: consecutive threads then read
 // consecutive memory) or by one block (tree reduction), accumulating in double like the CPU's
 // row sums. The result is deterministic for a given shape.
+//
+// Dtypes: float, double and Bf16 (bf16.cuh): a Bf16 operand is widened to float on load, the op
+// runs in float and the result is rounded to BF16 once on store; sum_reduce still accumulates
+// in double. fill stores the caller's bits (a Bf16 value arrives already rounded).
 #include "kernels/cuda/elementwise.cuh"
 
 #include <array>
 #include <cmath>
 
 #include "core/error.h"
+#include "kernels/cuda/bf16.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/device_utils.cuh"
 
@@ -98,18 +103,7 @@ __device__ __forceinline__ T apply_binary(T a, T b) {
   }
 }
 
-// Bit-exact ports of core/dtype.cpp's conversions (the CPU copy_convert uses those).
-__device__ __forceinline__ float bf16_to_float_dev(uint16_t v) {
-  return __uint_as_float(static_cast<uint32_t>(v) << 16);
-}
-
-__device__ __forceinline__ uint16_t float_to_bf16_dev(float f) {
-  if (f != f) return 0x7fc0;
-  uint32_t bits = __float_as_uint(f);
-  bits += 0x7fffu + ((bits >> 16) & 1u);  // round to nearest even
-  return static_cast<uint16_t>(bits >> 16);
-}
-
+// Bit-exact port of core/dtype.cpp's conversion (the BF16 ones are in bf16.cuh).
 __device__ __forceinline__ float f16_to_float_dev(uint16_t h) {
   uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu, bits;
   if (exp == 0) {
@@ -173,12 +167,15 @@ __device__ __forceinline__ void store_from_double(void* base, int64_t i, double 
 }
 
 // ---------------------------------------------------------------------------- per-element functors
+// Each loads its operands into acc_t<T> (float for BF16), computes there and rounds once on store.
 
 template <class T, UnaryOp OP>
 struct UnaryFn {
   T* out;        // strided
   const T* a;    // strided
-  __device__ void operator()(const int64_t (&o)[2]) const { out[o[0]] = apply_unary<T, OP>(a[o[1]]); }
+  __device__ void operator()(const int64_t (&o)[2]) const {
+    out[o[0]] = from_acc<T>(apply_unary<acc_t<T>, OP>(to_acc(a[o[1]])));
+  }
 };
 
 template <class T, BinaryOp OP>
@@ -186,15 +183,17 @@ struct BinaryFn {
   T* out;
   const T* a;
   const T* b;
-  __device__ void operator()(const int64_t (&o)[3]) const { out[o[0]] = apply_binary<T, OP>(a[o[1]], b[o[2]]); }
+  __device__ void operator()(const int64_t (&o)[3]) const {
+    out[o[0]] = from_acc<T>(apply_binary<acc_t<T>, OP>(to_acc(a[o[1]]), to_acc(b[o[2]])));
+  }
 };
 
 template <class T>
 struct AffineFn {
   T* out;
   const T* a;
-  T alpha, beta;
-  __device__ void operator()(const int64_t (&o)[2]) const { out[o[0]] = a[o[1]] * alpha + beta; }
+  acc_t<T> alpha, beta;
+  __device__ void operator()(const int64_t (&o)[2]) const { out[o[0]] = from_acc<T>(to_acc(a[o[1]]) * alpha + beta); }
 };
 
 template <class T>
@@ -202,8 +201,8 @@ struct SquareFn {
   T* out;
   const T* a;
   __device__ void operator()(const int64_t (&o)[2]) const {
-    const T x = a[o[1]];
-    out[o[0]] = x * x;
+    const acc_t<T> x = to_acc(a[o[1]]);
+    out[o[0]] = from_acc<T>(x * x);
   }
 };
 
@@ -211,8 +210,8 @@ template <class T>
 struct PowFn {
   T* out;
   const T* a;
-  T p;
-  __device__ void operator()(const int64_t (&o)[2]) const { out[o[0]] = detail::dpow(a[o[1]], p); }
+  acc_t<T> p;
+  __device__ void operator()(const int64_t (&o)[2]) const { out[o[0]] = from_acc<T>(detail::dpow(to_acc(a[o[1]]), p)); }
 };
 
 template <class T>
@@ -226,7 +225,9 @@ template <class T>
 struct AddIntoFn {  // sum_reduce with nothing to reduce
   T* out;
   const T* a;
-  __device__ void operator()(const int64_t (&o)[2]) const { out[o[0]] += a[o[1]]; }
+  __device__ void operator()(const int64_t (&o)[2]) const {
+    out[o[0]] = from_acc<T>(to_acc(out[o[0]]) + to_acc(a[o[1]]));
+  }
 };
 
 template <class U>
@@ -275,9 +276,9 @@ __global__ void sum_per_thread_kernel(int64_t K, int64_t R, Indexer<2> kept, Ind
     for (int64_t r = 0; r < R; ++r) {
       int64_t ro[1];
       offsets_of(red, r, ro);
-      acc += static_cast<double>(a[ko[1] + ro[0]]);
+      acc += static_cast<double>(to_acc(a[ko[1] + ro[0]]));
     }
-    out[ko[0]] += static_cast<T>(acc);
+    out[ko[0]] = from_acc<T>(to_acc(out[ko[0]]) + static_cast<acc_t<T>>(acc));
   }
 }
 
@@ -293,10 +294,10 @@ __global__ void sum_per_block_kernel(int64_t K, int64_t R, Indexer<2> kept, Inde
     for (int64_t r = threadIdx.x; r < R; r += blockDim.x) {
       int64_t ro[1];
       offsets_of(red, r, ro);
-      acc += static_cast<double>(a[ko[1] + ro[0]]);
+      acc += static_cast<double>(to_acc(a[ko[1] + ro[0]]));
     }
     acc = detail::block_reduce(acc, smem, detail::SumOp{}, 0.0);
-    if (threadIdx.x == 0) out[ko[0]] += static_cast<T>(acc);
+    if (threadIdx.x == 0) out[ko[0]] = from_acc<T>(to_acc(out[ko[0]]) + static_cast<acc_t<T>>(acc));
   }
 }
 
@@ -427,14 +428,15 @@ void binary(BinaryOp op, const Dims& shape, T* out, const Dims& os, const T* a, 
 }
 
 template <class T>
-void affine(const Dims& shape, T* out, const Dims& os, const T* a, const Dims& as, T alpha, T beta,
+void affine(const Dims& shape, T* out, const Dims& os, const T* a, const Dims& as, acc_t<T> alpha, acc_t<T> beta,
             cudaStream_t stream) {
   launch_for_each<2>("cuda affine", shape, {&os, &as}, {out, a}, AffineFn<T>{out, a, alpha, beta}, stream);
 }
 
 template <class T>
-void pow_scalar(const Dims& shape, T* out, const Dims& os, const T* a, const Dims& as, T p, cudaStream_t stream) {
-  if (p == T(2)) launch_for_each<2>("cuda pow_scalar", shape, {&os, &as}, {out, a}, SquareFn<T>{out, a}, stream);
+void pow_scalar(const Dims& shape, T* out, const Dims& os, const T* a, const Dims& as, acc_t<T> p,
+                cudaStream_t stream) {
+  if (p == acc_t<T>(2)) launch_for_each<2>("cuda pow_scalar", shape, {&os, &as}, {out, a}, SquareFn<T>{out, a}, stream);
   else launch_for_each<2>("cuda pow_scalar", shape, {&os, &as}, {out, a}, PowFn<T>{out, a, p}, stream);
 }
 
@@ -515,12 +517,13 @@ void copy_convert(const Dims& shape, void* dst, int dst_dtype, const Dims& ds, c
   template void unary<T>(UnaryOp, const Dims&, T*, const Dims&, const T*, const Dims&, cudaStream_t);                 \
   template void binary<T>(BinaryOp, const Dims&, T*, const Dims&, const T*, const Dims&, const T*, const Dims&,       \
                           cudaStream_t);                                                                              \
-  template void affine<T>(const Dims&, T*, const Dims&, const T*, const Dims&, T, T, cudaStream_t);                   \
-  template void pow_scalar<T>(const Dims&, T*, const Dims&, const T*, const Dims&, T, cudaStream_t);                  \
+  template void affine<T>(const Dims&, T*, const Dims&, const T*, const Dims&, acc_t<T>, acc_t<T>, cudaStream_t);     \
+  template void pow_scalar<T>(const Dims&, T*, const Dims&, const T*, const Dims&, acc_t<T>, cudaStream_t);           \
   template void sum_reduce<T>(const Dims&, T*, const Dims&, const T*, const Dims&, cudaStream_t);                     \
   template void fill<T>(const Dims&, T*, const Dims&, T, cudaStream_t);
 PEFT_INSTANTIATE(float)
 PEFT_INSTANTIATE(double)
+PEFT_INSTANTIATE(Bf16)
 #undef PEFT_INSTANTIATE
 template void fill<int64_t>(const Dims&, int64_t*, const Dims&, int64_t, cudaStream_t);
 

@@ -5,6 +5,11 @@
 // Design: every entry point makes the tensor's device current (DeviceGuard: a launch goes to the
 // current device, and the stream must belong to it), then switches on the dtype once. Nothing
 // here synchronises except embedding's index check, which must read the kernel's error record.
+//
+// Dtypes: the activation ops (elementwise, reductions, softmax / losses, embedding, norms,
+// pooling, conv2d, dropout) take F32, F64 and BF16 (kcu::Bf16 storage, F32 math inside the
+// kernels: kernels/cuda/bf16.cuh); the optimizer step takes F32 / F64 only (trainable
+// parameters are F32 master weights). F16 is refused outside the GEMMs (gemm.cu).
 #include "core/cuda_ops.h"
 
 #include <cstdint>
@@ -17,9 +22,11 @@
 #include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda/embedding.cuh"
 #include "kernels/cuda/index_check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/memory.cuh"
 #include "kernels/cuda/norm.cuh"
 #include "kernels/cuda/pool.cuh"
+#include "kernels/cuda/reduce_max.cuh"
 #include "kernels/cuda/softmax.cuh"
 
 namespace peft::cuda_ops {
@@ -30,31 +37,40 @@ namespace {
 
 // ---------------------------------------------------------------------------- helpers
 
-// The device made current and its stream, for one entry point.
-struct Launch {
-  explicit Launch(Device dev) : guard(check(dev)), stream(cuda::stream(dev.index)) {}
-  cuda::DeviceGuard guard;
-  cudaStream_t stream;
+using detail::Launch;  // kernels/cuda/launch.cuh
 
- private:
-  static int check(Device dev) {
-    PEFT_CHECK(dev.is_cuda(), "cuda_ops: expected a CUDA device, got ", dev.str());
-    cuda::check_device(dev);
-    return dev.index;
-  }
-};
-
-// Runs f(T{}) for F32 / F64; refuses the rest naming the op.
+// Runs f(T{}) for F32 / F64; refuses the rest naming the op. For kernels with no BF16 version.
 template <class F>
 void float_dispatch(DType dt, const char* op, F&& f) {
   switch (dt) {
     case DType::F32: f(float{}); return;
     case DType::F64: f(double{}); return;
     default:
-      PEFT_ERROR(op, ": unsupported dtype ", dtype_name(dt), " on CUDA (float kernels run in F32 or F64; convert with "
+      PEFT_ERROR(op, ": unsupported dtype ", dtype_name(dt), " on CUDA (this op runs in F32 or F64; convert with "
                  ".to(DType::F32))");
   }
 }
+
+// Runs f(T{}) for F32 / F64 and f(kcu::Bf16{}) for BF16 (the kernel widens to F32); refuses the
+// rest naming the op. A separate function from float_dispatch so a kernel without a Bf16
+// instantiation cannot be reached with BF16 data.
+template <class F>
+void float_bf16_dispatch(DType dt, const char* op, F&& f) {
+  switch (dt) {
+    case DType::F32: f(float{}); return;
+    case DType::F64: f(double{}); return;
+    case DType::BF16: f(kcu::Bf16{}); return;
+    default:
+      PEFT_ERROR(op, ": unsupported dtype ", dtype_name(dt), " on CUDA (F32, F64 or BF16; F16 only in matmul / "
+                 "linear; convert with .to(DType::F32) or .to(DType::BF16))");
+  }
+}
+
+// A host scalar in storage type T (BF16 rounds to nearest even, as core/dtype.cpp).
+template <class T> T storage_value(double v) { return static_cast<T>(v); }
+template <> kcu::Bf16 storage_value<kcu::Bf16>(double v) { return kcu::Bf16{float_to_bf16(static_cast<float>(v))}; }
+
+template <class T> using acc_t = kcu::acc_t<T>;
 
 template <class T> T* tp(void* p) { return static_cast<T*>(p); }
 template <class T> const T* tp(const void* p) { return static_cast<const T*>(p); }
@@ -80,7 +96,7 @@ class Scratch {
 void unary(UnaryOp op, const Dims& shape, void* out, const Dims& os, const void* a, const Dims& as, DType dt,
            Device dev) {
   Launch l(dev);
-  float_dispatch(dt, "unary", [&](auto z) {
+  float_bf16_dispatch(dt, "unary", [&](auto z) {
     using T = decltype(z);
     kcu::unary<T>(op, shape, tp<T>(out), os, tp<T>(a), as, l.stream);
   });
@@ -89,7 +105,7 @@ void unary(UnaryOp op, const Dims& shape, void* out, const Dims& os, const void*
 void binary(BinaryOp op, const Dims& shape, void* out, const Dims& os, const void* a, const Dims& as, const void* b,
             const Dims& bs, DType dt, Device dev) {
   Launch l(dev);
-  float_dispatch(dt, "binary", [&](auto z) {
+  float_bf16_dispatch(dt, "binary", [&](auto z) {
     using T = decltype(z);
     kcu::binary<T>(op, shape, tp<T>(out), os, tp<T>(a), as, tp<T>(b), bs, l.stream);
   });
@@ -98,24 +114,25 @@ void binary(BinaryOp op, const Dims& shape, void* out, const Dims& os, const voi
 void affine(const Dims& shape, void* out, const Dims& os, const void* a, const Dims& as, double alpha, double beta,
             DType dt, Device dev) {
   Launch l(dev);
-  float_dispatch(dt, "affine", [&](auto z) {
+  float_bf16_dispatch(dt, "affine", [&](auto z) {
     using T = decltype(z);
-    kcu::affine<T>(shape, tp<T>(out), os, tp<T>(a), as, static_cast<T>(alpha), static_cast<T>(beta), l.stream);
+    kcu::affine<T>(shape, tp<T>(out), os, tp<T>(a), as, static_cast<acc_t<T>>(alpha), static_cast<acc_t<T>>(beta),
+                   l.stream);
   });
 }
 
 void pow_scalar(const Dims& shape, void* out, const Dims& os, const void* a, const Dims& as, double p, DType dt,
                 Device dev) {
   Launch l(dev);
-  float_dispatch(dt, "pow", [&](auto z) {
+  float_bf16_dispatch(dt, "pow", [&](auto z) {
     using T = decltype(z);
-    kcu::pow_scalar<T>(shape, tp<T>(out), os, tp<T>(a), as, static_cast<T>(p), l.stream);
+    kcu::pow_scalar<T>(shape, tp<T>(out), os, tp<T>(a), as, static_cast<acc_t<T>>(p), l.stream);
   });
 }
 
 void sum_reduce(const Dims& shape, void* out, const Dims& os, const void* a, const Dims& as, DType dt, Device dev) {
   Launch l(dev);
-  float_dispatch(dt, "sum", [&](auto z) {
+  float_bf16_dispatch(dt, "sum", [&](auto z) {
     using T = decltype(z);
     kcu::sum_reduce<T>(shape, tp<T>(out), os, tp<T>(a), as, l.stream);
   });
@@ -127,9 +144,9 @@ void fill(const Dims& shape, void* out, const Dims& os, double value, DType dt, 
     kcu::fill<int64_t>(shape, tp<int64_t>(out), os, static_cast<int64_t>(value), l.stream);
     return;
   }
-  float_dispatch(dt, "fill_", [&](auto z) {
+  float_bf16_dispatch(dt, "fill_", [&](auto z) {
     using T = decltype(z);
-    kcu::fill<T>(shape, tp<T>(out), os, static_cast<T>(value), l.stream);
+    kcu::fill<T>(shape, tp<T>(out), os, storage_value<T>(value), l.stream);
   });
 }
 
@@ -143,7 +160,7 @@ void copy_convert(const Dims& shape, void* dst, DType ddt, const Dims& ds, const
 
 void softmax_forward(int64_t outer, int64_t D, int64_t inner, const void* x, void* y, bool log, DType dt, Device dev) {
   Launch l(dev);
-  float_dispatch(dt, log ? "log_softmax" : "softmax", [&](auto z) {
+  float_bf16_dispatch(dt, log ? "log_softmax" : "softmax", [&](auto z) {
     using T = decltype(z);
     kcu::softmax_forward<T>(outer, D, inner, tp<T>(x), tp<T>(y), log, l.stream);
   });
@@ -152,7 +169,7 @@ void softmax_forward(int64_t outer, int64_t D, int64_t inner, const void* x, voi
 void softmax_backward(int64_t outer, int64_t D, int64_t inner, const void* y, const void* dy, void* dx, bool log,
                       DType dt, Device dev) {
   Launch l(dev);
-  float_dispatch(dt, "softmax_backward", [&](auto z) {
+  float_bf16_dispatch(dt, "softmax_backward", [&](auto z) {
     using T = decltype(z);
     kcu::softmax_backward<T>(outer, D, inner, tp<T>(y), tp<T>(dy), tp<T>(dx), log, l.stream);
   });
@@ -161,7 +178,7 @@ void softmax_backward(int64_t outer, int64_t D, int64_t inner, const void* y, co
 void nll_loss_forward(int64_t N, int64_t C, const void* logp, const int64_t* target, int64_t ignore_index, void* per,
                       DType dt, Device dev) {
   Launch l(dev);
-  float_dispatch(dt, "nll_loss", [&](auto z) {
+  float_bf16_dispatch(dt, "nll_loss", [&](auto z) {
     using T = decltype(z);
     kcu::nll_loss_forward<T>(N, C, tp<T>(logp), target, ignore_index, tp<T>(per), nullptr, l.stream);
   });
@@ -170,7 +187,7 @@ void nll_loss_forward(int64_t N, int64_t C, const void* logp, const int64_t* tar
 void nll_loss_backward(int64_t N, int64_t C, const int64_t* target, int64_t ignore_index, const void* g, bool reduced,
                        double factor, void* dlogp, DType dt, Device dev) {
   Launch l(dev);
-  float_dispatch(dt, "nll_loss_backward", [&](auto z) {
+  float_bf16_dispatch(dt, "nll_loss_backward", [&](auto z) {
     using T = decltype(z);
     kcu::nll_loss_backward<T>(N, C, target, ignore_index, tp<T>(g), reduced, factor, tp<T>(dlogp), nullptr, l.stream);
   });
@@ -183,7 +200,7 @@ void embedding_forward(int64_t n, int64_t dim, int64_t V, const void* weight, co
   Launch l(dev);
   Scratch bad(dev);
   kcu::index_error_reset(bad.get(), l.stream);
-  float_dispatch(dt, "embedding", [&](auto z) {
+  float_bf16_dispatch(dt, "embedding", [&](auto z) {
     using T = decltype(z);
     kcu::embedding_forward<T>(n, dim, V, tp<T>(weight), ids, tp<T>(out), bad.get(), l.stream);
   });
@@ -194,7 +211,7 @@ void embedding_forward(int64_t n, int64_t dim, int64_t V, const void* weight, co
 void embedding_backward(int64_t n, int64_t dim, int64_t V, const int64_t* ids, const void* dy, void* dw,
                         int64_t padding_idx, DType dt, Device dev) {
   Launch l(dev);
-  float_dispatch(dt, "embedding_backward", [&](auto z) {
+  float_bf16_dispatch(dt, "embedding_backward", [&](auto z) {
     using T = decltype(z);
     kcu::embedding_backward<T>(n, dim, V, ids, tp<T>(dy), tp<T>(dw), padding_idx, nullptr, l.stream);
   });
@@ -205,19 +222,21 @@ void embedding_backward(int64_t n, int64_t dim, int64_t V, const int64_t* ids, c
 void layer_norm_forward(int64_t R, int64_t M, double eps, const void* x, const void* w, const void* b, void* y,
                         void* mean, void* rstd, DType dt, Device dev) {
   Launch l(dev);
-  float_dispatch(dt, "layer_norm", [&](auto z) {
+  float_bf16_dispatch(dt, "layer_norm", [&](auto z) {
     using T = decltype(z);
-    kcu::layer_norm_forward<T>(R, M, static_cast<T>(eps), tp<T>(x), tp<T>(w), tp<T>(b), tp<T>(y), tp<T>(mean),
-                               tp<T>(rstd), l.stream);
+    using S = acc_t<T>;  // the statistics' dtype: F32 for BF16 data (core/ops_nn.cpp allocates them so)
+    kcu::layer_norm_forward<T>(R, M, static_cast<S>(eps), tp<T>(x), tp<T>(w), tp<T>(b), tp<T>(y), tp<S>(mean),
+                               tp<S>(rstd), l.stream);
   });
 }
 
 void layer_norm_backward(int64_t R, int64_t M, const void* x, const void* w, const void* mean, const void* rstd,
                          const void* dy, void* dx, void* dw, void* db, DType dt, Device dev) {
   Launch l(dev);
-  float_dispatch(dt, "layer_norm_backward", [&](auto z) {
+  float_bf16_dispatch(dt, "layer_norm_backward", [&](auto z) {
     using T = decltype(z);
-    kcu::layer_norm_backward<T>(R, M, tp<T>(x), tp<T>(w), tp<T>(mean), tp<T>(rstd), tp<T>(dy), tp<T>(dx), tp<T>(dw),
+    using S = acc_t<T>;
+    kcu::layer_norm_backward<T>(R, M, tp<T>(x), tp<T>(w), tp<S>(mean), tp<S>(rstd), tp<T>(dy), tp<T>(dx), tp<T>(dw),
                                 tp<T>(db), l.stream);
   });
 }
@@ -225,19 +244,21 @@ void layer_norm_backward(int64_t R, int64_t M, const void* x, const void* w, con
 void group_norm_forward(int64_t N, int64_t C, int64_t S, int64_t G, double eps, const void* x, const void* w,
                         const void* b, void* y, void* mean, void* rstd, DType dt, Device dev) {
   Launch l(dev);
-  float_dispatch(dt, "group_norm", [&](auto z) {
+  float_bf16_dispatch(dt, "group_norm", [&](auto z) {
     using T = decltype(z);
-    kcu::group_norm_forward<T>(N, C, S, G, static_cast<T>(eps), tp<T>(x), tp<T>(w), tp<T>(b), tp<T>(y), tp<T>(mean),
-                               tp<T>(rstd), l.stream);
+    using St = acc_t<T>;  // as in layer_norm_forward
+    kcu::group_norm_forward<T>(N, C, S, G, static_cast<St>(eps), tp<T>(x), tp<T>(w), tp<T>(b), tp<T>(y),
+                               tp<St>(mean), tp<St>(rstd), l.stream);
   });
 }
 
 void group_norm_backward(int64_t N, int64_t C, int64_t S, int64_t G, const void* x, const void* w, const void* mean,
                          const void* rstd, const void* dy, void* dx, void* dw, void* db, DType dt, Device dev) {
   Launch l(dev);
-  float_dispatch(dt, "group_norm_backward", [&](auto z) {
+  float_bf16_dispatch(dt, "group_norm_backward", [&](auto z) {
     using T = decltype(z);
-    kcu::group_norm_backward<T>(N, C, S, G, tp<T>(x), tp<T>(w), tp<T>(mean), tp<T>(rstd), tp<T>(dy), tp<T>(dx),
+    using St = acc_t<T>;
+    kcu::group_norm_backward<T>(N, C, S, G, tp<T>(x), tp<T>(w), tp<St>(mean), tp<St>(rstd), tp<T>(dy), tp<T>(dx),
                                 tp<T>(dw), tp<T>(db), l.stream);
   });
 }
@@ -246,7 +267,7 @@ void group_norm_backward(int64_t N, int64_t C, int64_t S, int64_t G, const void*
 
 void avg_pool2d_forward(const kernels::cpu::Pool2dShape& s, const void* x, void* y, DType dt, Device dev) {
   Launch l(dev);
-  float_dispatch(dt, "avg_pool2d", [&](auto z) {
+  float_bf16_dispatch(dt, "avg_pool2d", [&](auto z) {
     using T = decltype(z);
     kcu::avg_pool2d_forward<T>(s, tp<T>(x), tp<T>(y), l.stream);
   });
@@ -254,7 +275,7 @@ void avg_pool2d_forward(const kernels::cpu::Pool2dShape& s, const void* x, void*
 
 void avg_pool2d_backward(const kernels::cpu::Pool2dShape& s, const void* dy, void* dx, DType dt, Device dev) {
   Launch l(dev);
-  float_dispatch(dt, "avg_pool2d_backward", [&](auto z) {
+  float_bf16_dispatch(dt, "avg_pool2d_backward", [&](auto z) {
     using T = decltype(z);
     kcu::avg_pool2d_backward<T>(s, tp<T>(dy), tp<T>(dx), l.stream);
   });
@@ -268,7 +289,7 @@ void conv2d_forward(const kernels::cpu::Conv2dShape& s, const void* x, const voi
                     Device dev) {
   Launch l(dev);
   const bool cudnn = cuda::cudnn_enabled(), tf32 = cuda::allow_tf32();
-  float_dispatch(dt, "conv2d", [&](auto z) {
+  float_bf16_dispatch(dt, "conv2d", [&](auto z) {
     using T = decltype(z);
     if (cudnn && kcu::conv2d_forward_cudnn<T>(dev.index, tf32, s, tp<T>(x), tp<T>(w), tp<T>(y), l.stream)) {
       if (b != nullptr) kcu::conv2d_add_bias<T>(s, tp<T>(b), tp<T>(y), l.stream);
@@ -282,7 +303,7 @@ void conv2d_backward(const kernels::cpu::Conv2dShape& s, const void* x, const vo
                      void* dw, void* db, DType dt, Device dev) {
   Launch l(dev);
   const bool cudnn = cuda::cudnn_enabled(), tf32 = cuda::allow_tf32();
-  float_dispatch(dt, "conv2d_backward", [&](auto z) {
+  float_bf16_dispatch(dt, "conv2d_backward", [&](auto z) {
     using T = decltype(z);
     if (dx != nullptr &&
         !(cudnn && kcu::conv2d_backward_input_cudnn<T>(dev.index, tf32, s, tp<T>(w), tp<T>(dy), tp<T>(dx), l.stream)))
@@ -299,7 +320,7 @@ void conv2d_backward(const kernels::cpu::Conv2dShape& s, const void* x, const vo
 void dropout_forward(int64_t n, double p, uint64_t seed, uint64_t offset, const void* x, void* y, DType dt,
                      Device dev) {
   Launch l(dev);
-  float_dispatch(dt, "dropout", [&](auto z) {
+  float_bf16_dispatch(dt, "dropout", [&](auto z) {
     using T = decltype(z);
     kcu::dropout_forward<T>(n, p, seed, offset, tp<T>(x), tp<T>(y), l.stream);
   });
@@ -308,9 +329,41 @@ void dropout_forward(int64_t n, double p, uint64_t seed, uint64_t offset, const 
 void dropout_backward(int64_t n, double p, uint64_t seed, uint64_t offset, const void* dy, void* dx, DType dt,
                       Device dev) {
   Launch l(dev);
-  float_dispatch(dt, "dropout_backward", [&](auto z) {
+  float_bf16_dispatch(dt, "dropout_backward", [&](auto z) {
     using T = decltype(z);
     kcu::dropout_backward<T>(n, p, seed, offset, tp<T>(dy), tp<T>(dx), l.stream);
+  });
+}
+
+// ---------------------------------------------------------------------------- max
+
+// F32 / F64 only, dispatched here rather than through float_dispatch: max has no reduced-precision
+// kernels (an argmax over BF16 logits is taken after a conversion).
+namespace {
+template <class F>
+void max_dispatch(DType dt, const char* op, F&& f) {
+  switch (dt) {
+    case DType::F32: f(float{}); return;
+    case DType::F64: f(double{}); return;
+    default: PEFT_ERROR(op, ": unsupported dtype ", dtype_name(dt), " on CUDA (F32 or F64; convert with .to(DType::F32))");
+  }
+}
+}  // namespace
+
+void max_lastdim(int64_t nrows, int64_t n, const void* x, void* values, int64_t* indices, DType dt, Device dev) {
+  Launch l(dev);
+  max_dispatch(dt, "max", [&](auto z) {
+    using T = decltype(z);
+    kcu::max_lastdim<T>(nrows, n, tp<T>(x), tp<T>(values), indices, l.stream);
+  });
+}
+
+void max_backward_scatter(int64_t outer, int64_t n, int64_t inner, const int64_t* idx, const void* gv, void* gi,
+                          DType dt, Device dev) {
+  Launch l(dev);
+  max_dispatch(dt, "max_backward", [&](auto z) {
+    using T = decltype(z);
+    kcu::max_backward_scatter<T>(outer, n, inner, idx, tp<T>(gv), tp<T>(gi), l.stream);
   });
 }
 

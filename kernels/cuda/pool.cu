@@ -5,9 +5,12 @@
 // element visits only the outputs whose window can contain it, adding dy / divisor in the same
 // (oh, ow) ascending order as the CPU's scatter. So there are no atomics, every dx element is
 // written exactly once (zeros included), and the result is deterministic.
+// BF16 (bf16.cuh): loads widen to float, sums run in float (the adaptive ones in double, as for
+// every T), and each output is rounded once.
 #include "kernels/cuda/pool.cuh"
 
 #include "core/error.h"
+#include "kernels/cuda/bf16.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/device_utils.cuh"
 
@@ -58,14 +61,14 @@ __global__ void avg_pool2d_forward_kernel(Pool2dShape s, const T* x, T* y) {
     const int64_t ow = e % s.Wo, oh = (e / s.Wo) % s.Ho, pl = e / (s.Wo * s.Ho);
     const Window win = window(s, oh, ow);
     if (win.h0 >= win.h1 || win.w0 >= win.w1) {
-      y[e] = T(0);
+      y[e] = from_acc<T>(0);
       continue;
     }
     const T* xp = x + pl * s.H * s.W;
-    T sum = 0;
+    acc_t<T> sum = 0;
     for (int64_t ih = win.h0; ih < win.h1; ++ih)
-      for (int64_t iw = win.w0; iw < win.w1; ++iw) sum += xp[ih * s.W + iw];
-    y[e] = sum / static_cast<T>(win.divisor);
+      for (int64_t iw = win.w0; iw < win.w1; ++iw) sum += to_acc(xp[ih * s.W + iw]);
+    y[e] = from_acc<T>(sum / static_cast<acc_t<T>>(win.divisor));
   }
 }
 
@@ -78,15 +81,15 @@ __global__ void avg_pool2d_backward_kernel(Pool2dShape s, const T* dy, T* dx) {
     int64_t oh0, oh1, ow0, ow1;
     covering(ih, s.kh, s.sh, s.ph, s.Ho, oh0, oh1);
     covering(iw, s.kw, s.sw, s.pw, s.Wo, ow0, ow1);
-    T acc = 0;
+    acc_t<T> acc = 0;
     for (int64_t oh = oh0; oh <= oh1; ++oh) {
       for (int64_t ow = ow0; ow <= ow1; ++ow) {
         const Window win = window(s, oh, ow);  // the exact test: clipping can exclude ih / iw
         if (ih < win.h0 || ih >= win.h1 || iw < win.w0 || iw >= win.w1) continue;
-        acc += dyp[oh * s.Wo + ow] / static_cast<T>(win.divisor);
+        acc += to_acc(dyp[oh * s.Wo + ow]) / static_cast<acc_t<T>>(win.divisor);
       }
     }
-    dx[e] = acc;
+    dx[e] = from_acc<T>(acc);
   }
 }
 
@@ -101,8 +104,8 @@ __global__ void adaptive_forward_kernel(int64_t planes, int64_t H, int64_t W, in
     const T* xp = x + pl * H * W;
     double sum = 0;  // whole-plane windows (the (1, 1) case) can be large
     for (int64_t ih = h0; ih < h1; ++ih)
-      for (int64_t iw = w0; iw < w1; ++iw) sum += static_cast<double>(xp[ih * W + iw]);
-    y[e] = static_cast<T>(sum / static_cast<double>((h1 - h0) * (w1 - w0)));
+      for (int64_t iw = w0; iw < w1; ++iw) sum += static_cast<double>(to_acc(xp[ih * W + iw]));
+    y[e] = from_acc<T>(sum / static_cast<double>((h1 - h0) * (w1 - w0)));
   }
 }
 
@@ -116,17 +119,17 @@ __global__ void adaptive_backward_kernel(int64_t planes, int64_t H, int64_t W, i
     // Outputs whose window holds i: o in [floor(i * O / I), ceil((i + 1) * O / I) - 1].
     const int64_t oh0 = (ih * Ho) / H, oh1 = min(((ih + 1) * Ho + H - 1) / H - 1, Ho - 1);
     const int64_t ow0 = (iw * Wo) / W, ow1 = min(((iw + 1) * Wo + W - 1) / W - 1, Wo - 1);
-    T acc = 0;
+    acc_t<T> acc = 0;
     for (int64_t oh = oh0; oh <= oh1; ++oh) {
       const int64_t h0 = ada_start(oh, H, Ho), h1 = ada_end(oh, H, Ho);
       if (ih < h0 || ih >= h1) continue;
       for (int64_t ow = ow0; ow <= ow1; ++ow) {
         const int64_t w0 = ada_start(ow, W, Wo), w1 = ada_end(ow, W, Wo);
         if (iw < w0 || iw >= w1) continue;
-        acc += dyp[oh * Wo + ow] / static_cast<T>((h1 - h0) * (w1 - w0));
+        acc += to_acc(dyp[oh * Wo + ow]) / static_cast<acc_t<T>>((h1 - h0) * (w1 - w0));
       }
     }
-    dx[e] = acc;
+    dx[e] = from_acc<T>(acc);
   }
 }
 
@@ -203,6 +206,7 @@ void adaptive_avg_pool2d_backward(int64_t N, int64_t C, int64_t H, int64_t W, in
                                                 cudaStream_t);
 PEFT_INSTANTIATE(float)
 PEFT_INSTANTIATE(double)
+PEFT_INSTANTIATE(Bf16)
 #undef PEFT_INSTANTIATE
 
 }  // namespace peft::kernels::cuda

@@ -7,9 +7,12 @@
 // neighbouring columns. Sums accumulate in double like the CPU's tiled path, which keeps the
 // accumulation order out of the GPU-vs-CPU difference; exp runs in T. The max is subtracted
 // before exp. Passes re-read x rather than caching the row in shared memory: simple, any D.
+// BF16 (bf16.cuh): x, y, dy, dx, logp and per are BF16 storage; the max, exp and products run in
+// float (C = acc_t<T>), the sums in double as for float, and each output is rounded once.
 #include "kernels/cuda/softmax.cuh"
 
 #include "core/error.h"
+#include "kernels/cuda/bf16.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/device_utils.cuh"
 
@@ -28,63 +31,69 @@ constexpr int kRowThreadsCap = 512;
 
 template <class T>
 __global__ void softmax_rows_kernel(int64_t rows, int64_t D, const T* x, T* y, bool log) {
-  __shared__ T smax[32];
+  using C = acc_t<T>;
+  __shared__ C smax[32];
   __shared__ double ssum[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {  // uniform across the block
     const T* xr = x + r * D;
     T* yr = y + r * D;
-    T mx = detail::neg_inf<T>();
-    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) mx = detail::MaxOp{}(mx, xr[j]);
-    mx = block_reduce(mx, smax, detail::MaxOp{}, detail::neg_inf<T>());
+    C mx = detail::neg_inf<C>();
+    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) mx = detail::MaxOp{}(mx, to_acc(xr[j]));
+    mx = block_reduce(mx, smax, detail::MaxOp{}, detail::neg_inf<C>());
     double s = 0;
-    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) s += static_cast<double>(dexp(xr[j] - mx));
+    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) s += static_cast<double>(dexp(to_acc(xr[j]) - mx));
     s = block_reduce(s, ssum, detail::SumOp{}, 0.0);
     if (log) {
-      const T lse = mx + static_cast<T>(::log(s));
-      for (int64_t j = threadIdx.x; j < D; j += blockDim.x) yr[j] = xr[j] - lse;
+      const C lse = mx + static_cast<C>(::log(s));
+      for (int64_t j = threadIdx.x; j < D; j += blockDim.x) yr[j] = from_acc<T>(to_acc(xr[j]) - lse);
     } else {
-      const T inv = static_cast<T>(1.0 / s);
-      for (int64_t j = threadIdx.x; j < D; j += blockDim.x) yr[j] = dexp(xr[j] - mx) * inv;
+      const C inv = static_cast<C>(1.0 / s);
+      for (int64_t j = threadIdx.x; j < D; j += blockDim.x) yr[j] = from_acc<T>(dexp(to_acc(xr[j]) - mx) * inv);
     }
   }
 }
 
 template <class T>
 __global__ void softmax_cols_kernel(int64_t outer, int64_t D, int64_t inner, const T* x, T* y, bool log) {
+  using C = acc_t<T>;
   const int64_t cols = outer * inner, step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < cols; c += step) {
     const int64_t o = c / inner, i = c - o * inner;
     const T* xc = x + o * D * inner + i;
     T* yc = y + o * D * inner + i;
-    T mx = detail::neg_inf<T>();
-    for (int64_t d = 0; d < D; ++d) mx = detail::MaxOp{}(mx, xc[d * inner]);
+    C mx = detail::neg_inf<C>();
+    for (int64_t d = 0; d < D; ++d) mx = detail::MaxOp{}(mx, to_acc(xc[d * inner]));
     double s = 0;
-    for (int64_t d = 0; d < D; ++d) s += static_cast<double>(dexp(xc[d * inner] - mx));
+    for (int64_t d = 0; d < D; ++d) s += static_cast<double>(dexp(to_acc(xc[d * inner]) - mx));
     if (log) {
-      const T shift = mx + static_cast<T>(::log(s));
-      for (int64_t d = 0; d < D; ++d) yc[d * inner] = xc[d * inner] - shift;
+      const C shift = mx + static_cast<C>(::log(s));
+      for (int64_t d = 0; d < D; ++d) yc[d * inner] = from_acc<T>(to_acc(xc[d * inner]) - shift);
     } else {
-      const T inv = static_cast<T>(1.0 / s);
-      for (int64_t d = 0; d < D; ++d) yc[d * inner] = dexp(xc[d * inner] - mx) * inv;
+      const C inv = static_cast<C>(1.0 / s);
+      for (int64_t d = 0; d < D; ++d) yc[d * inner] = from_acc<T>(dexp(to_acc(xc[d * inner]) - mx) * inv);
     }
   }
 }
 
 template <class T>
 __global__ void softmax_backward_rows_kernel(int64_t rows, int64_t D, const T* y, const T* dy, T* dx, bool log) {
+  using C = acc_t<T>;
   __shared__ double ssum[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* yr = y + r * D;
     const T* gr = dy + r * D;
     T* dr = dx + r * D;
     double s = 0;  // softmax: sum(dy * y); log_softmax: sum(dy)
-    for (int64_t j = threadIdx.x; j < D; j += blockDim.x)
-      s += log ? static_cast<double>(gr[j]) : static_cast<double>(gr[j]) * static_cast<double>(yr[j]);
-    const T st = static_cast<T>(block_reduce(s, ssum, detail::SumOp{}, 0.0));
+    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+      const double g = static_cast<double>(to_acc(gr[j]));
+      s += log ? g : g * static_cast<double>(to_acc(yr[j]));
+    }
+    const C st = static_cast<C>(block_reduce(s, ssum, detail::SumOp{}, 0.0));
     if (log) {
-      for (int64_t j = threadIdx.x; j < D; j += blockDim.x) dr[j] = gr[j] - dexp(yr[j]) * st;
+      for (int64_t j = threadIdx.x; j < D; j += blockDim.x)
+        dr[j] = from_acc<T>(to_acc(gr[j]) - dexp(to_acc(yr[j])) * st);
     } else {
-      for (int64_t j = threadIdx.x; j < D; j += blockDim.x) dr[j] = yr[j] * (gr[j] - st);
+      for (int64_t j = threadIdx.x; j < D; j += blockDim.x) dr[j] = from_acc<T>(to_acc(yr[j]) * (to_acc(gr[j]) - st));
     }
   }
 }
@@ -92,18 +101,21 @@ __global__ void softmax_backward_rows_kernel(int64_t rows, int64_t D, const T* y
 template <class T>
 __global__ void softmax_backward_cols_kernel(int64_t outer, int64_t D, int64_t inner, const T* y, const T* dy, T* dx,
                                              bool log) {
+  using C = acc_t<T>;
   const int64_t cols = outer * inner, step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < cols; c += step) {
     const int64_t o = c / inner, i = c - o * inner, base = o * D * inner + i;
     double s = 0;
     for (int64_t d = 0; d < D; ++d) {
       const int64_t k = base + d * inner;
-      s += log ? static_cast<double>(dy[k]) : static_cast<double>(dy[k]) * static_cast<double>(y[k]);
+      const double g = static_cast<double>(to_acc(dy[k]));
+      s += log ? g : g * static_cast<double>(to_acc(y[k]));
     }
-    const T st = static_cast<T>(s);
+    const C st = static_cast<C>(s);
     for (int64_t d = 0; d < D; ++d) {
       const int64_t k = base + d * inner;
-      dx[k] = log ? dy[k] - dexp(y[k]) * st : y[k] * (dy[k] - st);
+      const C yk = to_acc(y[k]), gk = to_acc(dy[k]);
+      dx[k] = from_acc<T>(log ? gk - dexp(yk) * st : yk * (gk - st));
     }
   }
 }
@@ -115,12 +127,12 @@ __global__ void nll_forward_kernel(int64_t N, int64_t C, const T* logp, const in
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < N; i += step) {
     const int64_t t = target[i];
     if (t == ignore_index) {
-      per[i] = T(0);
+      per[i] = from_acc<T>(0);
     } else if (t < 0 || t >= C) {
       detail::record_bad_index(first_bad, i);
-      per[i] = T(0);
+      per[i] = from_acc<T>(0);
     } else {
-      per[i] = -logp[i * C + t];
+      per[i] = from_acc<T>(-to_acc(logp[i * C + t]));
     }
   }
 }
@@ -128,20 +140,20 @@ __global__ void nll_forward_kernel(int64_t N, int64_t C, const T* logp, const in
 // Writes every element of dlogp (zeros included), one thread per element: no separate memset.
 template <class T>
 __global__ void nll_backward_kernel(int64_t N, int64_t C, const int64_t* target, int64_t ignore_index, const T* g,
-                                    bool reduced, T factor, T* dlogp, int64_t* first_bad) {
+                                    bool reduced, acc_t<T> factor, T* dlogp, int64_t* first_bad) {
   const int64_t total = N * C, step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += step) {
     const int64_t i = e / C, c = e - i * C;
     const int64_t t = target[i];
-    T v = T(0);
+    acc_t<T> v = 0;
     if (t != ignore_index) {
       if (t < 0 || t >= C) {
         if (c == 0) detail::record_bad_index(first_bad, i);
       } else if (c == t) {
-        v = -(reduced ? g[0] * factor : g[i]);
+        v = -(reduced ? to_acc(g[0]) * factor : to_acc(g[i]));
       }
     }
-    dlogp[e] = v;
+    dlogp[e] = from_acc<T>(v);
   }
 }
 
@@ -207,7 +219,8 @@ void nll_loss_backward(int64_t N, int64_t C, const int64_t* target, int64_t igno
   PEFT_CHECK(target != nullptr && g != nullptr && dlogp != nullptr,
              "cuda nll_loss_backward: null device pointer (target, g or dlogp)");
   nll_backward_kernel<T><<<grid_for(N * C), kThreads, 0, stream>>>(N, C, target, ignore_index, g, reduced,
-                                                                   static_cast<T>(factor), dlogp, first_bad);
+                                                                   static_cast<acc_t<T>>(factor), dlogp,
+                                                                   first_bad);
   PEFT_KERNEL_CHECK();
 }
 
@@ -220,6 +233,7 @@ void nll_loss_backward(int64_t N, int64_t C, const int64_t* target, int64_t igno
                                      int64_t*, cudaStream_t);
 PEFT_INSTANTIATE(float)
 PEFT_INSTANTIATE(double)
+PEFT_INSTANTIATE(Bf16)
 #undef PEFT_INSTANTIATE
 
 }  // namespace peft::kernels::cuda
