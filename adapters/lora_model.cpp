@@ -199,6 +199,24 @@ LoraModel::LoraModel(nn::ModulePtr model, const LoraConfig& config, const std::s
   inject_adapter(config, adapter_name);
 }
 
+void LoraModel::cast_adapter_dtype(const std::string& adapter_name) {
+  std::vector<Tensor> narrow;
+  for (const auto& [layer_name, layer] : lora_layers()) {
+    NamedTensors ts = layer->named_parameters();
+    NamedTensors bufs = layer->named_buffers();
+    ts.insert(ts.end(), bufs.begin(), bufs.end());
+    for (const auto& [name, t] : ts) {
+      // "<lora_*>.<adapter>[.<rest>]": the adapter's own tensors, never the base layer's.
+      const size_t dot = name.find('.');
+      if (name.rfind("lora_", 0) != 0 || dot == std::string::npos) continue;
+      const std::string rest = name.substr(dot + 1);
+      if (rest != adapter_name && rest.rfind(adapter_name + ".", 0) != 0) continue;
+      if (t.dtype() == DType::BF16 || t.dtype() == DType::F16) narrow.push_back(t);
+    }
+  }
+  nn::convert_in_place(narrow, std::nullopt, DType::F32);
+}
+
 const LoraConfig& LoraModel::config(const std::string& adapter_name) const {
   auto it = configs_.find(adapter_name);
   PEFT_CHECK(it != configs_.end(), "Adapter ", adapter_name, " not found.");

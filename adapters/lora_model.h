@@ -29,6 +29,10 @@ class LoraModel : public nn::Module {
 
   // Adds an adapter (all checks happen before the model is touched).
   void inject_adapter(const LoraConfig& config, const std::string& adapter_name);
+  // PEFT's _cast_adapter_dtype: the adapter's BF16 / F16 parameters and buffers in every LoRA
+  // layer (lora_A, lora_B, lora_embedding_*, lora_magnitude_vector, ...) become F32 in place, so a
+  // BF16 base model trains F32 adapters. Other dtypes are left alone.
+  void cast_adapter_dtype(const std::string& adapter_name);
   const std::map<std::string, LoraConfig>& peft_config() const { return configs_; }
   const LoraConfig& config(const std::string& adapter_name) const;
   const std::vector<std::string>& targeted_module_names() const { return targeted_; }

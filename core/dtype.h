@@ -13,6 +13,12 @@ size_t dtype_size(DType t);
 const char* dtype_name(DType t);         // "F32", ... (the safetensors spelling)
 DType dtype_from_name(const std::string& s);  // throws peft::Error on an unknown name
 inline bool is_floating(DType t) { return t != DType::I64; }
+// torch.promote_types for two floating dtypes: the wider one; BF16 with F16 gives F32.
+inline DType promote_float_types(DType a, DType b) {
+  if (a == b) return a;
+  if (a == DType::F64 || b == DType::F64) return DType::F64;
+  return DType::F32;
+}
 
 // Scalar <-> 16-bit float conversions (round-to-nearest-even on the way down).
 float bf16_to_float(uint16_t v);

@@ -66,13 +66,26 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
 //   y = x·Wᵀ + b + scale·(dropout(x)·Aᵀ)·Bᵀ
 // x (..., in), W (out, in), b (out) or undefined, A (r, in), B (out, r). Dropout (inverted,
 // probability dropout_p, only when training) applies to the LoRA branch input only. Backward
-// gives dX, dA, dB, db, and dW only when W requires grad.
+// gives dX, dA, dB, db, and dW only when W requires grad. A and B may have another float dtype
+// than x, W, b (PEFT's autocast_adapter_dtype: BF16 base, F32 adapters): the LoRA branch then
+// runs in the adapters' dtype on x cast to it, is added in the promoted dtype and the sum cast
+// back to x's dtype, as PEFT's lora.Linear.forward. Dropout masks: the Generator's uniform
+// stream on the CPU, Philox from one Generator draw on CUDA (core/ops_lora.cpp).
 Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& A, const Tensor& B, double scale,
                    double dropout_p = 0, bool training = false, Generator* gen = nullptr);
+// Multi-adapter LoRA for serving (Punica's BGMV; the fast path of PEFT's mixed batches): each
+// row picks its adapter, out[n] = y[n] + (scales[a]·(x[n]·A[a]ᵀ)·B[a]ᵀ) rounded to y's dtype, for
+// a = row_adapter[n]; a = -1 leaves the row as y. x (N, in) in the adapters' dtype, y (N, out);
+// A[a] (r_a, in), B[a] (out, r_a): ranks may differ. The weights are read where they are (no
+// stacking copy). Inference only: refuses inputs that require grad while grad mode is on.
+// dtypes (adapters / y): F32/F32, F64/F64, F32/F64 anywhere; F32/BF16, BF16/BF16 on CUDA.
+Tensor lora_multi(const Tensor& y, const Tensor& x, const std::vector<Tensor>& A, const std::vector<Tensor>& B,
+                  const std::vector<double>& scales, const std::vector<int64_t>& row_adapter);
 // A LoRA 1×1 convolution (stride 1, no padding, groups 1) on NCHW without dropout, as one op:
 //   y = conv1x1(x, W) + b + scale·conv1x1(conv1x1(x, A), B)
 // x (N, in, H, W), W (out, in), b (out) or undefined, A (r, in), B (out, r); y (N, out, H, W),
-// contiguous. The same gradients as lora_linear (dW only when W requires grad). CPU only.
+// contiguous. The same gradients as lora_linear (dW only when W requires grad). On the CPU per-image
+// GEMMs on NCHW; on CUDA lora_linear on the NHWC rows.
 Tensor lora_conv1x1(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& A, const Tensor& B, double scale);
 
 // ---- shape ops
@@ -128,7 +141,17 @@ struct LSTMResult {
 };
 // params per layer, in PyTorch's order: w_ih (4H, in), w_hh (4H, H), b_ih (4H), b_hh (4H)
 // (biases omitted when has_biases is false). Gate order i, f, g, o as PyTorch.
+// The layers run on the CPU or on CUDA: per layer one GEMM projects every time step's input,
+// then each step is one GEMM for the recurrent product and one lstm_cell.
 LSTMResult lstm(const Tensor& input, const std::optional<LSTMState>& hx, const std::vector<Tensor>& params,
                 bool has_biases, int64_t num_layers, bool batch_first);
+// The elementwise part of one LSTM step as one op, a fused kernel each way on the CPU and on
+// CUDA. gates_x (B, 4H): the step's input projection x·W_ihᵀ + b_ih; gates_h (B, 4H):
+// h_prev·W_hhᵀ + b_hh, or undefined when there is no recurrent term (h_prev = 0); the two are
+// only summed, so a caller may fold both biases into either. c_prev (B, H), or undefined for
+// zeros. With z = gates_x + gates_h split into i, f, g, o (PyTorch's order):
+//   c = σ(z_f)⊙c_prev + σ(z_i)⊙tanh(z_g);  h = σ(z_o)⊙tanh(c).   Returns {h, c}, each (B, H).
+// Saves the activated gates (B, 4H) and tanh(c); backward gives gates_x and gates_h the same gradient.
+std::pair<Tensor, Tensor> lstm_cell(const Tensor& gates_x, const Tensor& gates_h, const Tensor& c_prev);
 
 }  // namespace peft

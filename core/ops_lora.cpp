@@ -3,21 +3,44 @@
 // Backward shares dU = s·dY·B between dA and dX and accumulates the low-rank term straight
 // into dX's GEMM output when there is no dropout; W's gradient is skipped when W is frozen.
 // On CUDA the same chain runs through cuBLAS (the fused lora_*.cu kernels are a later step).
-// Dropout's mask here comes from the Generator's uniform stream on the host; CUDA dropout masks
-// are Philox (regenerated, never stored), so until this op switches to Philox on both devices,
-// CUDA lora_linear refuses dropout in training rather than copy a host mask to the device.
+// Dropout's mask: on the CPU it comes from the Generator's uniform stream, one draw per element
+// (the LoRA dropout goldens replay that stream). On CUDA it is Philox (kernels/cuda/dropout.cuh)
+// from one 64-bit seed drawn from the Generator, as in peft::dropout: backward regenerates the
+// mask from (seed, offset 0) instead of keeping it. So under one manual_seed the two devices drop
+// different elements, like peft::dropout; dropout(x) itself is still kept for dA when A trains.
 #include <optional>
 
 #include "core/autograd.h"
+#include "core/cuda_ops.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/random.h"
 
 namespace peft {
 
+namespace {
+// PEFT's LoRA Linear when the adapters' dtype differs from the base layer's (autocast_adapter_dtype:
+// a BF16 / F16 base with F32 adapters): the base output stays in the base dtype, the input is cast
+// to the adapters' dtype for the low-rank branch, the two are added in the promoted dtype and the
+// sum is cast back to the base dtype (`result + lora_B(lora_A(dropout(x))) * scaling`, then
+// `result.to(torch_result_dtype)`). Composed of ops: their kernels and autograd do the rest.
+Tensor lora_linear_mixed(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& A, const Tensor& B,
+                         double scale, double dropout_p, bool training, Generator* gen) {
+  Tensor base = linear(x, w, b);
+  Tensor h = dropout(x.to(A.dtype()), dropout_p, training, gen);
+  Tensor low = mul(linear(linear(h, A), B), scale);
+  const DType pt = promote_float_types(base.dtype(), low.dtype());
+  return add(base.to(pt), low.to(pt)).to(x.dtype());
+}
+}  // namespace
+
 Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& A, const Tensor& B, double scale,
                    double dropout_p, bool training, Generator* gen) {
-  detail::check_float_inputs_any_device("lora_linear", {&x, &w, &b, &A, &B});
+  // x, W, b share a dtype; A, B share theirs, which may differ (see lora_linear_mixed).
+  detail::check_float_inputs_any_device("lora_linear", {&x, &w, &b});
+  detail::check_float_inputs_any_device("lora_linear", {&A, &B});
+  PEFT_CHECK(A.device() == x.device(), "lora_linear: expected all tensors on the same device, got ", x.device().str(),
+             " (input) and ", A.device().str(), " (lora_A)");
   PEFT_CHECK(w.dim() == 2, "lora_linear: weight must be 2-D (out, in), got ", shape_str(w.shape()));
   const int64_t out_f = w.shape()[0], in_f = w.shape()[1];
   PEFT_CHECK(x.dim() >= 1 && x.shape().back() == in_f, "lora_linear: input has ", x.dim() ? x.shape().back() : 0,
@@ -29,15 +52,20 @@ Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tens
   PEFT_CHECK(!b.defined() || (b.dim() == 1 && b.shape()[0] == out_f), "lora_linear: bias shape ", shape_str(b.shape()),
              " does not match ", out_f, " output features");
   PEFT_CHECK(dropout_p >= 0 && dropout_p < 1, "lora_linear: dropout probability must be in [0, 1), got ", dropout_p);
-  PEFT_CHECK(!(x.device().is_cuda() && training && dropout_p > 0), "lora_linear: dropout (p = ", dropout_p,
-             ") in training is not implemented on ", x.device().str(), " yet (its CPU mask comes from the Generator's "
-             "host stream); use lora_dropout = 0 on CUDA, or train on the CPU");
+  if (A.dtype() != x.dtype()) return lora_linear_mixed(x, w, b, A, B, scale, dropout_p, training, gen);
 
   std::optional<NoGradGuard> no_grad(std::in_place);  // released before recording
   Tensor x2 = detail::contiguous_detached(x.reshape({-1, in_f}));
   const int64_t M = x2.shape()[0];
   Tensor mask, xd = x2;
-  if (training && dropout_p > 0) {
+  const bool philox = training && dropout_p > 0 && x.device().is_cuda();
+  uint64_t philox_seed = 0;
+  if (philox) {
+    philox_seed = (gen ? *gen : default_generator()).next_u64();
+    xd = Tensor::empty(x2.shape(), x2.dtype(), x2.device());
+    cuda_ops::dropout_forward(x2.numel(), dropout_p, philox_seed, 0, x2.raw_data(), xd.raw_data(), x2.dtype(),
+                              x2.device());
+  } else if (training && dropout_p > 0) {
     Generator& g = gen ? *gen : default_generator();
     mask = Tensor::empty(x2.shape(), x2.dtype());
     const double keep_scale = 1.0 / (1.0 - dropout_p);
@@ -72,8 +100,16 @@ Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tens
                        if (gA) dA = detail::mm_raw(dU.t(), xd_for_dA);
                        if (gx) {
                          dx = detail::mm_raw(g2, Wd);
-                         if (mask.defined()) dx.add_(mul(detail::mm_raw(dU, Ad), mask));
-                         else if (r > 0) detail::gemm_into(dU, Ad, dx, 1.0);
+                         if (mask.defined()) {
+                           dx.add_(mul(detail::mm_raw(dU, Ad), mask));
+                         } else if (philox) {  // the forward's mask, regenerated
+                           Tensor t = detail::mm_raw(dU, Ad);
+                           cuda_ops::dropout_backward(t.numel(), dropout_p, philox_seed, 0, t.raw_data(), t.raw_data(),
+                                                      t.dtype(), t.device());
+                           dx.add_(t);
+                         } else if (r > 0) {
+                           detail::gemm_into(dU, Ad, dx, 1.0);
+                         }
                          dx = dx.view(x_shape);
                        }
                        if (gw) dw = detail::mm_raw(g2.t(), x_for_dw);

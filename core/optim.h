@@ -2,7 +2,9 @@
 // amsgrad off). Each step is one fused loop per parameter over raw memory. Parameters
 // without a gradient are skipped, as in PyTorch.
 #pragma once
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -81,6 +83,36 @@ struct AdamWOptions {
 class AdamW : public Adam {
  public:
   AdamW(std::vector<Tensor> params, AdamWOptions opt);
+};
+
+// Mixed precision: F32 master weights for reduced-precision (BF16 / F16) parameters. The wrapped
+// optimizer, built by `make` over the masters, updates F32 tensors; each step converts every
+// reduced-precision parameter's gradient to F32 into its master's .grad, steps, and writes the
+// masters back rounded to nearest even. F32 / F64 parameters are their own masters (the inner
+// optimizer sees the parameter itself, no copy). So small updates accumulate in F32 instead of
+// vanishing below BF16's 8-bit mantissa, the reason the recipe exists.
+//   model->to(DType::BF16); ...
+//   optim::MasterWeights opt(model->parameters(), [](std::vector<Tensor> m) {
+//     return std::make_unique<optim::AdamW>(std::move(m), optim::AdamWOptions{}); });
+class MasterWeights : public Optimizer {
+ public:
+  using Factory = std::function<std::unique_ptr<Optimizer>(std::vector<Tensor>)>;
+  MasterWeights(std::vector<Tensor> params, const Factory& make);
+  void step() override;
+  // The inner optimizer's state plus "<i>.master" for every reduced-precision parameter i.
+  OptimizerState state_dict() const override;
+  // Checks every master's shape and the inner state first (nothing changes on error), then loads
+  // both and writes the masters into the parameters.
+  void load_state_dict(const OptimizerState& s) override;
+  double lr() const override { return inner_->lr(); }
+  void set_lr(double lr) override { inner_->set_lr(lr); }
+  const std::vector<Tensor>& masters() const { return masters_; }
+  Optimizer& inner() { return *inner_; }
+
+ private:
+  static bool reduced(DType dt) { return dt == DType::BF16 || dt == DType::F16; }
+  std::vector<Tensor> masters_;  // masters_[i] is params_[i] itself when it is not reduced
+  std::unique_ptr<Optimizer> inner_;
 };
 
 }  // namespace peft::optim

@@ -274,31 +274,53 @@ void Module::zero_grad() {
   for (auto& p : parameters()) p.zero_grad();
 }
 
-void Module::to(Device device) {
-  // Phase 1 copies everything that has to move; phase 2 repoints the TensorImpls. Only phase 1
+void convert_in_place(const std::vector<Tensor>& tensors, std::optional<Device> device, std::optional<DType> dtype) {
+  PEFT_CHECK(!dtype || is_floating(*dtype), "to: can only convert to a floating point dtype, got ",
+             dtype_name(*dtype));
+  // Phase 1 copies everything that has to change; phase 2 repoints the TensorImpls. Only phase 1
   // can throw (no such device, out of memory), and it changes nothing the caller can see.
   struct Move {
     TensorImpl* impl;
     Tensor moved;
   };
   std::vector<Move> moves;
-  std::set<TensorImpl*> seen;  // a tensor shared by two modules (tied weights) moves once
+  std::set<TensorImpl*> seen;  // a tensor shared by two modules (tied weights) converts once
   NoGradGuard g;
-  for (const auto& kv : state_dict()) {
-    TensorImpl* impl = kv.second.unsafe_impl();
-    if (seen.insert(impl).second && impl->storage->device() != device)
-      moves.push_back({impl, kv.second.detach().to(device)});
-    TensorImpl* grad = impl->grad.get();
-    if (grad && seen.insert(grad).second && grad->storage->device() != device)
-      moves.push_back({grad, Tensor(impl->grad).detach().to(device)});
+  auto plan = [&](TensorImpl* impl, const Tensor& t) {
+    if (!seen.insert(impl).second) return;
+    const Device to_dev = device ? *device : t.device();
+    // Integer tensors (indices, counters) keep their dtype, as in torch's module.to(dtype).
+    const DType to_dt = dtype && is_floating(t.dtype()) ? *dtype : t.dtype();
+    if (to_dev == t.device() && to_dt == t.dtype()) return;
+    moves.push_back({impl, t.detach().to(to_dt).to(to_dev)});
+  };
+  for (const Tensor& t : tensors) {
+    if (!t.defined()) continue;
+    TensorImpl* impl = t.unsafe_impl();
+    plan(impl, t);
+    if (impl->grad) plan(impl->grad.get(), Tensor(impl->grad));
   }
-  for (auto& mv : moves) {  // no-throw: swaps; shape and dtype are unchanged
+  for (auto& mv : moves) {  // no-throw: swaps; the shape is unchanged
     TensorImpl* fresh = mv.moved.unsafe_impl();
     mv.impl->storage.swap(fresh->storage);
     mv.impl->strides.swap(fresh->strides);
     mv.impl->offset = fresh->offset;
+    mv.impl->dtype = fresh->dtype;
   }
 }
+
+namespace {
+std::vector<Tensor> tensors_of(const StateDict& sd) {
+  std::vector<Tensor> ts;
+  ts.reserve(sd.size());
+  for (const auto& kv : sd) ts.push_back(kv.second);
+  return ts;
+}
+}  // namespace
+
+void Module::to(Device device) { convert_in_place(tensors_of(state_dict()), device, std::nullopt); }
+
+void Module::to(DType dtype) { convert_in_place(tensors_of(state_dict()), std::nullopt, dtype); }
 
 std::string Module::repr() const {
   // As torch.nn.Module.__repr__: one extra line and no children print inline; otherwise every

@@ -5,6 +5,7 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,6 +23,11 @@ using StateDict = NamedTensors;
 struct LoadResult {
   std::vector<std::string> missing_keys, unexpected_keys;
 };
+
+// Converts tensors in place (device and / or floating dtype; their .grad too), keeping each
+// TensorImpl so every holder sees the change: the engine of Module::to. A tensor listed twice
+// converts once; integer tensors keep their dtype. All-or-nothing: on error nothing changes.
+void convert_in_place(const std::vector<Tensor>& tensors, std::optional<Device> device, std::optional<DType> dtype);
 
 class Module : public std::enable_shared_from_this<Module> {
  public:
@@ -85,6 +91,12 @@ class Module : public std::enable_shared_from_this<Module> {
   // out of memory) leaves the module as it was. Optimizer state (momentum, Adam moments) is not
   // moved: build the optimizer after moving the model, or move it back before stepping.
   void to(Device device);
+  // Converts every floating point parameter and buffer (and its .grad) to `dtype` in place, as
+  // torch's module.to(torch.bfloat16): same handles, new storage; integer buffers keep their
+  // dtype. All-or-nothing like to(Device). For mixed precision: model->to(DType::BF16) on the
+  // GPU, then get_peft_model (adapters are cast back to F32, see autocast_adapter_dtype) and
+  // optim::MasterWeights for reduced-precision parameters that train.
+  void to(DType dtype);
 
   // A deep copy (parameters, buffers and children copied; copies are leaves with the same
   // requires_grad), as copy.deepcopy. Layers opt in with PEFT_MODULE_CLONE(Class).
