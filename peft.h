@@ -23,6 +23,7 @@
 #include "adapters/lora_config.h"
 #include "adapters/lora_layer.h"
 #include "adapters/lora_model.h"
+#include "adapters/mixed_batch.h"
 #include "adapters/modules_to_save.h"
 #include "adapters/peft_model.h"
 #include "adapters/weighted_adapter.h"

@@ -112,6 +112,7 @@ Tensor LoraConv2d::lora_branch(const Tensor& h, const std::string& n, const Tens
 }
 
 Tensor LoraConv2d::forward(const Tensor& x) {
+  if (auto mixed = mixed_batch_forward(x)) return *mixed;
   nn::ModulePtr base = base_layer();
   std::vector<std::string> names = prepare_forward();
   if (names.empty()) return base->forward(x);

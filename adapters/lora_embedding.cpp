@@ -48,7 +48,14 @@ Tensor LoraEmbedding::embed(const Tensor& ids, const Tensor& table) const {
   return embedding(table, ids, as_embedding(base_layer())->padding_idx());
 }
 
+Tensor LoraEmbedding::adapter_branch(const Tensor& ids, const std::string& n) {
+  const Tensor& A = param_dict("lora_embedding_A")[n];  // (r, num)
+  const Tensor& B = param_dict("lora_embedding_B")[n];  // (dim, r)
+  return mul(linear(embed(ids, A.t()), B), scaling(n));
+}
+
 Tensor LoraEmbedding::forward(const Tensor& ids) {
+  if (auto mixed = mixed_batch_forward(ids)) return *mixed;
   nn::ModulePtr base = base_layer();
   std::vector<std::string> names = prepare_forward();
   Tensor result = base->forward(ids);

@@ -23,6 +23,10 @@ class LoraEmbedding : public LoraLayer {
   // s·(B·A)ᵀ, (num_embeddings, embedding_dim).
   Tensor get_delta_weight(const std::string& name) const override;
 
+ protected:
+  // PEFT's Embedding._mixed_batch_forward term: embed(ids, Aᵀ)·Bᵀ·s.
+  Tensor adapter_branch(const Tensor& ids, const std::string& name) override;
+
  private:
   // F.embedding(ids, table) with the base layer's padding_idx (PEFT's _embed).
   Tensor embed(const Tensor& ids, const Tensor& table) const;

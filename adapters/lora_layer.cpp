@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
+#include "adapters/mixed_batch.h"
 #include "core/autograd.h"
 #include "core/ops.h"
 #include "layers/activation.h"
@@ -87,6 +89,46 @@ std::vector<std::string> LoraLayer::prepare_forward() {
   }
   if (merged()) return {};
   return forward_adapters();
+}
+
+std::optional<Tensor> LoraLayer::mixed_batch_forward(const Tensor& x) {
+  const std::vector<std::string>* names = MixedBatchScope::current();
+  if (names == nullptr) return std::nullopt;
+  check_mixed_batch_length(x, *names);
+  PEFT_CHECK(!merged(), "Cannot pass `adapter_names` when there are merged adapters, please call `unmerge_adapter` "
+             "first.");
+  for (const std::string& n : *names)
+    PEFT_CHECK(n == kBaseAdapterName || !has_adapter(n) || !settings(n).use_dora,
+               "Cannot pass `adapter_names` when DoRA is enabled.");
+  Tensor result = base_layer()->forward(x);
+  if (disabled()) return result;
+  if (auto whole = mixed_batch_multi(x, result, *names)) return *whole;
+  const std::vector<RowGroup> groups = group_rows(*names);
+  std::vector<Tensor> parts;
+  bool any = false;
+  for (const RowGroup& g : groups) {
+    if (g.adapter == kBaseAdapterName || !has_adapter(g.adapter)) {
+      Shape s = result.shape();
+      s[0] = static_cast<int64_t>(g.rows.size());
+      parts.push_back(Tensor::zeros(s, result.dtype(), result.device()));
+      continue;
+    }
+    parts.push_back(adapter_branch(select_rows(x, g.rows), g.adapter).to(result.dtype()));
+    any = true;
+  }
+  if (!any) return result;
+  return add(result, assemble_rows(parts, groups));
+}
+
+std::optional<Tensor> LoraLayer::mixed_batch_multi(const Tensor&, const Tensor&, const std::vector<std::string>&) {
+  return std::nullopt;
+}
+
+Tensor LoraLayer::adapter_branch(const Tensor& x, const std::string& name) {
+  nn::ModulePtr A = dict("lora_A")[name], B = dict("lora_B")[name];
+  const DType dt = A->param("weight").dtype();
+  Tensor h = dict("lora_dropout")[name]->forward(x.dtype() == dt ? x : x.to(dt));
+  return mul(B->forward(A->forward(h)), scaling(name));
 }
 
 void LoraLayer::delete_adapter(const std::string& name) {
@@ -200,6 +242,7 @@ void LoraLinear::update_layer(const std::string& name, const LoraLayerSettings& 
 }
 
 Tensor LoraLinear::forward(const Tensor& x) {
+  if (auto mixed = mixed_batch_forward(x)) return *mixed;
   nn::ModulePtr base = base_layer();
   std::vector<std::string> names = prepare_forward();
   if (names.empty()) return base->forward(x);
@@ -217,16 +260,62 @@ Tensor LoraLinear::forward(const Tensor& x) {
     auto A = std::dynamic_pointer_cast<nn::Linear>(dict("lora_A")[n]);
     auto B = std::dynamic_pointer_cast<nn::Linear>(dict("lora_B")[n]);
     const double p = is_training() ? s.lora_dropout : 0.0;  // the fused op's own dropout
-    if (i == 0) {
+    const DType adt = A->weight().dtype();
+    if (i == 0 && adt == x.dtype()) {
       // The base product and the first adapter in one fused op.
       result = lora_linear(x, w, b, A->weight(), B->weight(), s.scaling(), p, is_training());
     } else {
-      Tensor h = dict("lora_dropout")[n]->forward(x);
-      result = add(result, mul(linear(linear(h, A->weight()), B->weight()), s.scaling()));
+      // Adapters in another dtype than the base (autocast_adapter_dtype: BF16 base, F32
+      // adapters): as PEFT, x is cast to the adapter's dtype, the sum is kept in the promoted
+      // dtype across adapters and cast back to x's dtype once at the end.
+      if (i == 0) result = base->forward(x);
+      Tensor h = dict("lora_dropout")[n]->forward(adt == x.dtype() ? x : x.to(adt));
+      Tensor low = mul(linear(linear(h, A->weight()), B->weight()), s.scaling());
+      const DType pt = promote_float_types(result.dtype(), low.dtype());
+      result = add(result.to(pt), low.to(pt));
     }
-    if (s.lora_bias) result = add(result, mul(B->bias(), s.scaling()));
+    if (s.lora_bias) {
+      Tensor lb = mul(B->bias(), s.scaling());
+      const DType pt = promote_float_types(result.dtype(), lb.dtype());
+      result = add(result.to(pt), lb.to(pt));
+    }
   }
-  return result;
+  return result.dtype() == x.dtype() ? result : result.to(x.dtype());
+}
+
+std::optional<Tensor> LoraLinear::mixed_batch_multi(const Tensor& x, const Tensor& result,
+                                                    const std::vector<std::string>& names) {
+  // lora_multi covers plain LoRA in inference: no dropout (training), no lora_bias, one dtype
+  // for every adapter used, no gradient to record. Anything else takes the row-group path.
+  if (is_training() || x.dim() < 2 || x.numel() == 0) return std::nullopt;
+  std::map<std::string, int64_t> slot;
+  std::vector<Tensor> As, Bs;
+  std::vector<double> scales;
+  bool needs_grad = x.requires_grad() || result.requires_grad();
+  for (const std::string& n : names) {
+    if (n == kBaseAdapterName || !has_adapter(n) || slot.count(n)) continue;
+    if (settings(n).lora_bias) return std::nullopt;
+    Tensor A = dict("lora_A")[n]->param("weight"), B = dict("lora_B")[n]->param("weight");
+    if (A.dtype() != B.dtype() || (!As.empty() && A.dtype() != As[0].dtype())) return std::nullopt;
+    needs_grad = needs_grad || A.requires_grad() || B.requires_grad();
+    slot[n] = static_cast<int64_t>(As.size());
+    As.push_back(A);
+    Bs.push_back(B);
+    scales.push_back(scaling(n));
+  }
+  if (As.empty()) return result;
+  if (needs_grad && GradMode::is_enabled()) return std::nullopt;
+  const int64_t in = x.shape().back(), out = result.shape().back();
+  const int64_t rows = x.shape()[0], per_row = x.numel() / (rows * in);  // tokens per batch row
+  std::vector<int64_t> ids;
+  ids.reserve(static_cast<size_t>(rows * per_row));
+  for (const std::string& n : names) {
+    auto it = slot.find(n);
+    ids.insert(ids.end(), static_cast<size_t>(per_row), it == slot.end() ? -1 : it->second);
+  }
+  Tensor x2 = x.reshape({-1, in});
+  if (x2.dtype() != As[0].dtype()) x2 = x2.to(As[0].dtype());
+  return lora_multi(result.reshape({-1, out}), x2, As, Bs, scales, ids).reshape(result.shape());
 }
 
 Tensor LoraLinear::dora_forward(const Tensor& x, const std::string& n, const Tensor& result) {

@@ -6,6 +6,7 @@
 // implements get_delta_weight() (or merge()/unmerge()) if it can be merged.
 #pragma once
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,19 @@ class LoraLayer : public nn::Module {
   nn::ParameterDict& param_dict(const std::string& name) const;
   // Adapters that take part in forward: active ones this layer has, in activation order.
   std::vector<std::string> forward_adapters() const;
+  // PEFT's mixed-batch forward (adapters/mixed_batch.h): nullopt when no MixedBatchScope is open.
+  // Otherwise PEFT's _check_forward_args (length, no merged adapters, no DoRA among the named
+  // adapters), then base(x) when adapters are disabled, else base(x) plus, for the rows of each
+  // adapter this layer has, adapter_branch(those rows) cast to the result's dtype. Layer forwards
+  // call it first: `if (auto r = mixed_batch_forward(x)) return *r;`.
+  std::optional<Tensor> mixed_batch_forward(const Tensor& x);
+  // One adapter's LoRA branch for some rows (PEFT's lora_B(lora_A(dropout(x)))·scaling with x cast
+  // to lora_A's dtype), through the "lora_A" / "lora_B" modules; LoraEmbedding overrides it.
+  virtual Tensor adapter_branch(const Tensor& x, const std::string& name);
+  // A whole-batch path for mixed_batch_forward (LoraLinear: the lora_multi kernels); nullopt
+  // falls back to the per-adapter row groups. `result` is base(x).
+  virtual std::optional<Tensor> mixed_batch_multi(const Tensor& x, const Tensor& result,
+                                                  const std::vector<std::string>& adapter_names);
   // PEFT's forward preamble: disabled → unmerge (for good, as PEFT) and use the base alone;
   // merged → the base alone; otherwise forward_adapters(). Empty: return base(x).
   std::vector<std::string> prepare_forward();
@@ -92,6 +106,11 @@ class LoraLinear : public LoraLayer {
   Tensor get_delta_weight(const std::string& name) const override;
   void merge(bool safe_merge = false, const std::vector<std::string>& adapter_names = {}) override;
   void unmerge() override;
+
+ protected:
+  // PEFT's mixed batch through lora_multi (one shrink + one expand for every adapter at once).
+  std::optional<Tensor> mixed_batch_multi(const Tensor& x, const Tensor& result,
+                                          const std::vector<std::string>& adapter_names) override;
 
  private:
   // PEFT's DoraLinearVariant.forward: `result` is the output so far (base plus earlier adapters).

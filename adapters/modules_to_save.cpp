@@ -2,6 +2,11 @@
 
 #include <algorithm>
 
+#include "adapters/mixed_batch.h"
+#include "layers/conv.h"
+#include "layers/embedding.h"
+#include "layers/linear.h"
+
 namespace peft {
 
 namespace {
@@ -52,8 +57,25 @@ void ModulesToSaveWrapper::delete_adapter(const std::string& name) {
 }
 
 Tensor ModulesToSaveWrapper::forward(const Tensor& x) {
+  const std::vector<std::string>* names = MixedBatchScope::current();
+  if (names != nullptr) check_mixed_batch_length(x, *names);
   if (disabled_ || active_.empty()) return original_module()->forward(x);
-  return copies()[active_]->forward(x);
+  if (names == nullptr) return copies()[active_]->forward(x);
+  // PEFT's _mixed_batch_forward: each row through its adapter's copy ("__base__": the original).
+  nn::ModulePtr orig = original_module();
+  PEFT_CHECK(dynamic_cast<nn::Linear*>(orig.get()) || dynamic_cast<nn::Embedding*>(orig.get()) ||
+                 dynamic_cast<nn::Conv2d*>(orig.get()),
+             "Mixed batching is only supported for the following modules: Linear, Embedding, Conv2d (got ",
+             orig->type_name(), ").");
+  const std::vector<RowGroup> groups = group_rows(*names);
+  std::vector<Tensor> parts;
+  for (const RowGroup& g : groups) {
+    // An adapter without a copy here runs the original, as the unbatched forward does for an
+    // active adapter this wrapper lacks (PEFT would raise a KeyError).
+    nn::ModulePtr m = g.adapter != kBaseAdapterName && has_adapter(g.adapter) ? copies()[g.adapter] : orig;
+    parts.push_back(m->forward(select_rows(x, g.rows)));
+  }
+  return assemble_rows(parts, groups);
 }
 
 }  // namespace peft

@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "adapters/mixed_batch.h"
 #include "core/log.h"
 #include "io/tensor_io.h"
 
@@ -173,9 +174,27 @@ AdapterLoadResult set_peft_model_state_dict(nn::Module& model, const NamedTensor
 DisableAdapterGuard::DisableAdapterGuard(PeftModel& m) : model_(m) { model_.base_model()->enable_adapter_layers(false); }
 DisableAdapterGuard::~DisableAdapterGuard() { model_.base_model()->enable_adapter_layers(true); }
 
-PeftModel::PeftModel(nn::ModulePtr model, const LoraConfig& config, const std::string& adapter_name) {
+PeftModel::PeftModel(nn::ModulePtr model, const LoraConfig& config, const std::string& adapter_name,
+                     bool autocast_adapter_dtype) {
   register_module("base_model", std::make_shared<LoraModel>(model, config, adapter_name));
+  if (autocast_adapter_dtype) base_model()->cast_adapter_dtype(adapter_name);
   training_ = model->is_training();
+}
+
+Tensor PeftModel::forward(const Tensor& x, const std::vector<std::string>& adapter_names) {
+  PEFT_CHECK(!is_training(), "Cannot pass `adapter_names` when the model is in training mode.");
+  std::set<std::string> known, unknown;
+  for (const auto& [n, layer] : base_model()->lora_layers())
+    for (const std::string& a : layer->adapter_names()) known.insert(a);
+  for (const std::string& a : adapter_names)
+    if (a != kBaseAdapterName && !known.count(a)) unknown.insert(a);  // std::set: sorted, as PEFT
+  if (!unknown.empty()) {
+    std::string list;
+    for (const std::string& a : unknown) list += (list.empty() ? "" : ", ") + a;
+    PEFT_ERROR("Trying to infer with non-existing adapter(s): ", list);
+  }
+  MixedBatchScope scope(adapter_names);
+  return forward(x);
 }
 
 std::shared_ptr<LoraModel> PeftModel::base_model() const {
@@ -208,7 +227,10 @@ std::vector<Tensor> PeftModel::trainable_parameters() const {
   return out;
 }
 
-void PeftModel::add_adapter(const std::string& name, const LoraConfig& config) { base_model()->inject_adapter(config, name); }
+void PeftModel::add_adapter(const std::string& name, const LoraConfig& config, bool autocast_adapter_dtype) {
+  base_model()->inject_adapter(config, name);
+  if (autocast_adapter_dtype) base_model()->cast_adapter_dtype(name);
+}
 
 void PeftModel::set_adapter(const std::vector<std::string>& names) { base_model()->set_adapter(names); }
 
@@ -244,6 +266,7 @@ void PeftModel::load_adapter(const std::string& dir, const std::string& name, bo
   for (auto& [n, p] : named_parameters()) flags.emplace_back(p, p.requires_grad());
   base_model()->inject_adapter(cfg, name);
   try {
+    base_model()->cast_adapter_dtype(name);  // before loading, so F32 files are not rounded to BF16
     load_adapter_state(*model(), state, name, *w);
   } catch (...) {
     base_model()->delete_adapter(name);
@@ -283,8 +306,9 @@ std::shared_ptr<PeftModel> PeftModel::from_pretrained(nn::ModulePtr model, const
   return pm;
 }
 
-std::shared_ptr<PeftModel> get_peft_model(nn::ModulePtr model, const LoraConfig& config, const std::string& adapter_name) {
-  return std::make_shared<PeftModel>(model, config, adapter_name);
+std::shared_ptr<PeftModel> get_peft_model(nn::ModulePtr model, const LoraConfig& config, const std::string& adapter_name,
+                                          bool autocast_adapter_dtype) {
+  return std::make_shared<PeftModel>(model, config, adapter_name, autocast_adapter_dtype);
 }
 
 }  // namespace peft

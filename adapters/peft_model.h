@@ -30,9 +30,18 @@ class DisableAdapterGuard {
 
 class PeftModel : public nn::Module {
  public:
-  PeftModel(nn::ModulePtr model, const LoraConfig& config, const std::string& adapter_name = "default");
+  // autocast_adapter_dtype (PEFT's default true): adapters created on a BF16 / F16 base are cast
+  // to F32 (LoraModel::cast_adapter_dtype); lora.Linear then mixes dtypes as PEFT does.
+  PeftModel(nn::ModulePtr model, const LoraConfig& config, const std::string& adapter_name = "default",
+            bool autocast_adapter_dtype = true);
   std::string type_name() const override { return "PeftModel"; }
   Tensor forward(const Tensor& x) override { return base_model()->forward(x); }
+  // PEFT's mixed-batch inference, `model(x, adapter_names=[...])`: row i of x (its first dim) runs
+  // adapter adapter_names[i], "__base__" the base model (adapters/mixed_batch.h). Eval mode only
+  // ("Cannot pass `adapter_names` when the model is in training mode."); every name must be an
+  // adapter of some LoRA layer ("Trying to infer with non-existing adapter(s): b, c"). Each layer
+  // then checks the length, refuses merged and DoRA adapters, and computes base + its rows' branch.
+  Tensor forward(const Tensor& x, const std::vector<std::string>& adapter_names);
 
   std::shared_ptr<LoraModel> base_model() const;
   // The adapted user model (PEFT's base_model.model).
@@ -47,7 +56,7 @@ class PeftModel : public nn::Module {
   std::vector<Tensor> trainable_parameters() const;
   const std::vector<std::string>& targeted_module_names() const { return base_model()->targeted_module_names(); }
 
-  void add_adapter(const std::string& name, const LoraConfig& config);
+  void add_adapter(const std::string& name, const LoraConfig& config, bool autocast_adapter_dtype = true);
   void set_adapter(const std::string& name) { set_adapter(std::vector<std::string>{name}); }
   void set_adapter(const std::vector<std::string>& names);
   const std::vector<std::string>& active_adapters() const { return base_model()->active_adapters(); }
@@ -76,7 +85,8 @@ class PeftModel : public nn::Module {
   void save_pretrained(const std::string& dir, const std::vector<std::string>& adapters = {}) const;
   // Adds adapter `name` from a directory PEFT wrote; frozen unless is_trainable. Missing keys
   // warn (through `warnings`, else stderr); a shape mismatch throws naming key and shapes and
-  // leaves the model as it was.
+  // leaves the model as it was. BF16 / F16 adapter tensors are cast to F32 before loading (PEFT's
+  // autocast_adapter_dtype default).
   void load_adapter(const std::string& dir, const std::string& name, bool is_trainable = false,
                     std::vector<std::string>* warnings = nullptr);
   static std::shared_ptr<PeftModel> from_pretrained(nn::ModulePtr model, const std::string& dir,
@@ -88,7 +98,8 @@ class PeftModel : public nn::Module {
 
 // get_peft_model(model, config): wraps and adapts `model` for adapter "default".
 std::shared_ptr<PeftModel> get_peft_model(nn::ModulePtr model, const LoraConfig& config,
-                                          const std::string& adapter_name = "default");
+                                          const std::string& adapter_name = "default",
+                                          bool autocast_adapter_dtype = true);
 
 // The adapter's state dict with PEFT's keys (adapter name removed), relative to `model`;
 // `prefix` ("base_model.model." for a PeftModel) is prepended.

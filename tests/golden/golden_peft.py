@@ -14,6 +14,13 @@ script needs peft, which is not part of the repository; recreate its virtual env
 
     /opt/peftenv/bin/python tests/golden/golden_peft.py
 
+PEFT's mixed-batch forward (adapter_names=...) registers forward pre-hooks with with_kwargs,
+which needs torch >= 2.0: the cases with "out_mixed" (mlp_two_adapters, seed_mlp_two_adapters,
+emb_two_adapters) were written with the same PEFT 0.21.2 on PyPI's torch 2.15 (a venv with
+`pip install torch peft==0.21.2 ...`, /opt/torchpypi here). Its MKL GEMMs round differently in
+the last bits (up to ~3e-5 on outputs of magnitude ~100, inside the C++ test's tolerance), so
+only those case folders were regenerated; the others keep their torch 1.13 bytes.
+
 For every case it writes tests/golden/data/peft/<case>/ (stale case folders are removed):
   base_model.safetensors     the base model's state_dict() before adaptation (PyTorch names)
   adapter_config.json        \  exactly as PeftModel.save_pretrained writes them (its README.md
@@ -21,7 +28,8 @@ For every case it writes tests/golden/data/peft/<case>/ (stale case folders are 
   io.safetensors             "x" the input, "out" PEFT's eval-mode output, "base_out" the output
                              inside disable_adapter(), "merged_out" the output of merge_and_unload()
                              (absent where merging is refused), "out_other" / "out_both" with
-                             adapter "other" / both active. Its __metadata__ "info" is a JSON object:
+                             adapter "other" / both active, "out_mixed" PEFT's mixed batch
+                             (adapter_names = other, __base__, default, other, ...). Its __metadata__ "info" is a JSON object:
                              "model" (the class), "trainable" and "all" (get_nb_trainable_parameters()
                              of the get_peft_model model), "targeted" (targeted_module_names),
                              "loaded_trainable" (the parameters PeftModel.from_pretrained leaves
@@ -176,6 +184,10 @@ CASES = {
     "mlp_dora": (MLP, x_float, dict(target_modules=["lin0"], use_dora=True), None, True),
     "mlp_two_adapters": (MLP, x_float, dict(target_modules=["lin0"]),
                          dict(target_modules=["lin0", "lin1"], r=4, lora_alpha=16), True),
+    "seed_mlp_two_adapters": (SeedMLP, x_seed, dict(target_modules=["seq.0", "seq.2"], modules_to_save=["seq.4"]),
+                              dict(target_modules=["seq.2"], modules_to_save=["seq.4"], r=4, lora_alpha=16), True),
+    "emb_two_adapters": (ModelEmb, x_ids, dict(target_modules=["emb", "lin0"]),
+                         dict(target_modules=["emb"], r=4, lora_alpha=4), True),
     "seed_mlp": (SeedMLP, x_seed, dict(target_modules=["seq.0", "seq.2"], modules_to_save=["seq.4"]), None, True),
     "emb": (ModelEmb, x_ids, dict(target_modules=["emb", "lin0"]), None, True),
     "conv2d": (ModelConv2D, x_float, dict(target_modules=["conv2d", "lin0"]), None, True),
@@ -183,6 +195,10 @@ CASES = {
     "conv2d_groups": (ModelConv2DGroups, x_float, dict(target_modules=["conv2d"]), None, False),
     "conv2d_dora": (ModelConv2D, x_float, dict(target_modules=["conv2d"], use_dora=True), None, True),
 }
+
+
+# Per-row adapters for the mixed-batch output "out_mixed" of cases with a second adapter.
+MIXED_NAMES = ["other", "__base__", "default"]
 
 
 def perturb_trainable(model):
@@ -227,9 +243,12 @@ def write_case(name, model_cls, make_x, kwargs, other_kwargs, merge_ok):
         pm.eval()
         with torch.no_grad():
             io["out_other"] = pm(x)
-            pm.base_model.set_adapter(["default", "other"])
-            io["out_both"] = pm(x)
+            if "modules_to_save" not in kwargs:  # PEFT activates one modules_to_save copy at a time
+                pm.base_model.set_adapter(["default", "other"])
+                io["out_both"] = pm(x)
         pm.set_adapter("default")
+        with torch.no_grad():  # mixed batch: row i runs MIXED_NAMES[i % 3]
+            io["out_mixed"] = pm(x, adapter_names=[MIXED_NAMES[i % 3] for i in range(len(x))])
     pm.eval()
     with torch.no_grad():
         io["out"] = pm(x)
