@@ -9,6 +9,7 @@
 //                the issue's bar is ≥ 0.8)
 //   mlp_step     the seed MLP LoRA training step (forward, NLL, backward, AdamW) at batch 64, 1024
 //   poolformer   PoolFormer-M36 + the seed's LoRA config, forward + backward, batch 32, 224²
+//   lora_linear  the LoRA tax at spec/performance.md §1's headline shape (see case_lora_linear)
 // Every result is checked against a reference (host double, or our CPU backend) before it is
 // timed; a failed check or a peft::Error (an op without a CUDA kernel, out of memory) prints
 // {"impl", "case", "error"} for that case and the suite goes on.
@@ -20,7 +21,7 @@
 // GEMM operands dwarf the 50 MB L2, and the MLP/PoolFormer steps reuse their weights as training
 // does ("l2_flush": false says so).
 // Without a CUDA device: one line {"skipped": "no CUDA device"}, exit 0.
-//   usage: bench_gpu_suite [--case gemm|elementwise|mlp_step|poolformer|all] [--repeats N]
+//   usage: bench_gpu_suite [--case gemm|elementwise|mlp_step|poolformer|lora_linear|all] [--repeats N]
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -409,6 +410,109 @@ void case_poolformer(int repeats) {
   });
 }
 
+// ---------------------------------------------------------------------------- lora_linear
+
+// spec/performance.md §1 at its headline shape (N = 8192, in = out = 4096, r = 16): the plain
+// linear and lora_linear (W frozen: dX, dA, dB) forward and forward + backward, dropout 0 and 0.1,
+// in F32, F32 with TF32, and BF16 (adapters in BF16 too). "tax" = lora / plain − 1 of the same
+// pass; "roofline_pct" uses the spec's F and Q_min and the H100 / H200 peaks. lora_linear on CUDA
+// is today the cuBLAS chain (base GEMM, shrink, expand accumulated into y; Philox dropout): the
+// baseline issue 6's fused kernels must beat.
+void case_lora_linear(int repeats) {
+  const int64_t N = 8192, in = 4096, out = 4096, r = 16;
+  const double s = 2.0;
+  struct Variant {
+    const char* name;
+    DType dt;
+    bool tf32;
+    double peak_tflops;
+  };
+  const bool h200 = g_device_name.find("H200") != std::string::npos;
+  const double bw = h200 ? 4.8e12 : 3.35e12;
+  for (const Variant v : {Variant{"f32", DType::F32, false, 67}, Variant{"tf32", DType::F32, true, 495},
+                          Variant{"bf16", DType::BF16, false, 989}})
+    for (const double p : {0.0, 0.1}) {
+      const std::string base = std::string("lora_linear_") + v.name + (p > 0 ? "_dropout0.1" : "");
+      guarded(base, [&] {
+        cuda::set_allow_tf32(v.tf32);
+        Generator gen(3);
+        auto make = [&](const Shape& sh, double scale) {
+          return mul(Tensor::randn(sh, DType::F32, &gen), scale).to(kGpu).to(v.dt);
+        };
+        const Tensor x = make({N, in}, 1.0), W = make({out, in}, 0.02), b = make({out}, 0.1);
+        const Tensor A = make({r, in}, 0.02), B = make({out, r}, 0.02), gy = make({N, out}, 1.0);
+        double err = 0;
+        if (p == 0) {  // 64 sampled outputs against host double (with dropout: the tests check the mask)
+          const std::vector<float> xh = host_floats(x), wh = host_floats(W), bh = host_floats(b);
+          const std::vector<float> ah = host_floats(A), bbh = host_floats(B);
+          poison_next({N, out}, v.dt);
+          const std::vector<float> yh = host_floats(lora_linear(x, W, b, A, B, s));
+          double num = 0, den = 0;
+          for (int64_t k = 0; k < 64; ++k) {
+            const int64_t i = (k * 7919 + 13) % N, o = (k * 104729 + 7) % out;
+            double ref = bh[o], low = 0;
+            for (int64_t q = 0; q < r; ++q) {
+              double u = 0;
+              for (int64_t c = 0; c < in; ++c) u += static_cast<double>(xh[i * in + c]) * ah[q * in + c];
+              low += u * bbh[o * r + q];
+            }
+            for (int64_t c = 0; c < in; ++c) ref += static_cast<double>(xh[i * in + c]) * wh[o * in + c];
+            ref += s * low;
+            num += (yh[i * out + o] - ref) * (yh[i * out + o] - ref);
+            den += ref * ref;
+          }
+          err = std::sqrt(num / std::max(den, 1e-300));
+          require(err, v.dt == DType::BF16 || v.tf32 ? 1e-2 : 1e-5, base + " vs host double");
+        }
+        Tensor xg = x.detach().requires_grad_(), Ag = A.detach().requires_grad_();
+        Tensor Bg = B.detach().requires_grad_();
+        const double fwd_flops = 2.0 * N * in * out, lora_flops = 2.0 * N * r * (in + out);
+        const double esz = static_cast<double>(dtype_size(v.dt));
+        const double q_min = esz * (N * in + out * in + N * out + r * in + out * r);
+        struct Pass {
+          std::string name;
+          double flops;
+          std::function<void()> step;
+        };
+        const std::vector<Pass> passes = {
+            {"plain_fwd", fwd_flops, [&] { (void)linear(x, W, b); }},
+            {"lora_fwd", fwd_flops + lora_flops, [&] { (void)lora_linear(x, W, b, A, B, s, p, true); }},
+            {"plain_fwd_bwd", 2 * fwd_flops,
+             [&] {
+               xg.zero_grad();
+               linear(xg, W, b).backward(gy);
+             }},
+            {"lora_fwd_bwd", 2 * fwd_flops + 3 * lora_flops,
+             [&] {
+               xg.zero_grad();
+               Ag.zero_grad();
+               Bg.zero_grad();
+               lora_linear(xg, W, b, Ag, Bg, s, p, true).backward(gy);
+             }},
+        };
+        double plain_ms[2] = {0, 0};
+        for (size_t k = 0; k < passes.size(); ++k) {
+          const Pass& ps = passes[k];
+          const Timing t = time_step(3, repeats, ps.step);
+          const double t_star = std::max(ps.flops / (v.peak_tflops * 1e12), q_min / bw);
+          Json j = line("peft.cpp", base + "_" + ps.name, v.name, t);
+          j["n"] = N;
+          j["in"] = in;
+          j["out"] = out;
+          j["r"] = r;
+          j["dropout"] = p;
+          j["tflops"] = round_to(ps.flops / (t.median_ms * 1e9), 1e-3);
+          j["roofline_pct"] = round_to(100.0 * t_star / (t.median_ms * 1e-3), 0.1);
+          if (k % 2 == 0) plain_ms[k / 2] = t.median_ms;
+          else j["tax"] = round_to(t.median_ms / plain_ms[k / 2] - 1.0, 1e-3);
+          if (p == 0) j["check_rel_err"] = err;
+          emit(j);
+        }
+        cuda::set_allow_tf32(false);
+      });
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -421,12 +525,13 @@ int main(int argc, char** argv) {
   }
   const std::vector<std::pair<std::string, std::function<void(int)>>> cases = {
       {"gemm", case_gemm}, {"elementwise", case_elementwise}, {"mlp_step", case_mlp_step},
-      {"poolformer", case_poolformer}};
+      {"poolformer", case_poolformer}, {"lora_linear", case_lora_linear}};
   const bool known = which == "all" || std::any_of(cases.begin(), cases.end(), [&](const auto& c) {
                        return c.first == which;
                      });
   if (!known || argc % 2 == 0) {
-    std::fprintf(stderr, "usage: %s [--case gemm|elementwise|mlp_step|poolformer|all] [--repeats N]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s [--case gemm|elementwise|mlp_step|poolformer|lora_linear|all] [--repeats N]\n",
+                 argv[0]);
     return 2;
   }
   // Usage is checked first so a typo fails here too; no device is not a failure (CI, laptops).

@@ -9,7 +9,7 @@
 # Error lines (an op without a CUDA kernel yet) are left out of the summaries and repeated last.
 #   usage: bench/run_gpu_suite.sh BUILD_DIR [PYTHON] [CASES...]
 #   env:   ROUNDS (default 2), REPEATS (per process, both sides; default 20)
-# CASES: gemm elementwise mlp_step poolformer (default: all four). PYTHON: the interpreter that
+# CASES: gemm elementwise mlp_step poolformer lora_linear (default: all five). PYTHON: the interpreter that
 # holds torch, peft and timm (default python3). Without a CUDA device both sides print
 # {"skipped": ...} and there is nothing to summarise.
 set -euo pipefail
@@ -17,7 +17,7 @@ build=${1:?usage: bench/run_gpu_suite.sh BUILD_DIR [PYTHON] [CASES...]}
 py=${2:-python3}
 shift $(( $# < 2 ? $# : 2 ))
 cases=("$@")
-[ ${#cases[@]} -gt 0 ] || cases=(gemm elementwise mlp_step poolformer)
+[ ${#cases[@]} -gt 0 ] || cases=(gemm elementwise mlp_step poolformer lora_linear)
 rounds=${ROUNDS:-2}
 repeats=${REPEATS:-20}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -62,7 +62,7 @@ for (case, impl), rs in rows.items():
     for rate in ("tflops", "gbps", "images_per_s"):  # rescaled to the summary's median time
         if s.get(rate):
             s[rate] = round(rs[0][rate] * rs[0]["median_ms"] / s["median_ms"], 3)
-    for ratio in ("tflops_ratio_vs_raw", "bw_ratio_vs_copy"):  # measured within one process
+    for ratio in ("tflops_ratio_vs_raw", "bw_ratio_vs_copy", "tax"):  # measured within one process
         if ratio in s:
             s[ratio] = round(statistics.median(r[ratio] for r in rs), 3)
     s["rounds"] = len(rs)
@@ -79,6 +79,8 @@ for (case, impl), o in summary.items():
                "speedup_vs_peer_min": round(t["min_ms"] / o["min_ms"], 3)}
         if t["peak_alloc_bytes"]:
             out["peak_alloc_ratio_vs_peer"] = round(o["peak_alloc_bytes"] / t["peak_alloc_bytes"], 3)
+        if "tax" in o:  # the LoRA tax of each implementation, against its own plain linear
+            out["tax"], out["peer_tax"] = o["tax"], t.get("tax")
         if "bw_ratio_vs_copy" in o:
             out["bw_ratio_vs_copy"] = o["bw_ratio_vs_copy"]
             out["peer_bw_ratio_vs_copy"] = t.get("bw_ratio_vs_copy")
