@@ -305,6 +305,7 @@ std::optional<Tensor> LoraLinear::mixed_batch_multi(const Tensor& x, const Tenso
   }
   if (As.empty()) return result;
   if (needs_grad && GradMode::is_enabled()) return std::nullopt;
+  if (!lora_multi_supported(As[0].dtype(), result.dtype(), x.device())) return std::nullopt;
   const int64_t in = x.shape().back(), out = result.shape().back();
   const int64_t rows = x.shape()[0], per_row = x.numel() / (rows * in);  // tokens per batch row
   std::vector<int64_t> ids;

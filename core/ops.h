@@ -81,6 +81,8 @@ Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tens
 // dtypes (adapters / y): F32/F32, F64/F64, F32/F64 anywhere; F32/BF16, BF16/BF16 on CUDA.
 Tensor lora_multi(const Tensor& y, const Tensor& x, const std::vector<Tensor>& A, const std::vector<Tensor>& B,
                   const std::vector<double>& scales, const std::vector<int64_t>& row_adapter);
+// Whether lora_multi takes adapters of dtype `adapters` with outputs of dtype `y` on `device`.
+bool lora_multi_supported(DType adapters, DType y, Device device);
 // A LoRA 1×1 convolution (stride 1, no padding, groups 1) on NCHW without dropout, as one op:
 //   y = conv1x1(x, W) + b + scale·conv1x1(conv1x1(x, A), B)
 // x (N, in, H, W), W (out, in), b (out) or undefined, A (r, in), B (out, r); y (N, out, H, W),

@@ -25,6 +25,13 @@ int64_t bits_of(double d) {
 }
 }  // namespace
 
+bool lora_multi_supported(DType adapters, DType y, Device device) {
+  const bool both = (adapters == DType::F32 && (y == DType::F32 || y == DType::F64)) ||
+                    (adapters == DType::F64 && y == DType::F64);
+  const bool cuda_only = (adapters == DType::F32 || adapters == DType::BF16) && y == DType::BF16;
+  return both || (cuda_only && device.is_cuda());
+}
+
 Tensor lora_multi(const Tensor& y, const Tensor& x, const std::vector<Tensor>& A, const std::vector<Tensor>& B,
                   const std::vector<double>& scales, const std::vector<int64_t>& row_adapter) {
   PEFT_CHECK(y.defined() && x.defined(), "lora_multi: y and x must be defined");
@@ -62,6 +69,9 @@ Tensor lora_multi(const Tensor& y, const Tensor& x, const std::vector<Tensor>& A
     Bc[a] = detail::contiguous_detached(B[a]);
     r_max = std::max(r_max, A[a].shape()[0]);
   }
+  PEFT_CHECK(lora_multi_supported(x.dtype(), y.dtype(), dev), "lora_multi: unsupported dtypes on ", dev.str(),
+             ": adapters ", dtype_name(x.dtype()), ", output ", dtype_name(y.dtype()), " (F32/F32, F64/F64, F32/F64; "
+             "on CUDA also F32/BF16 and BF16/BF16)");
   PEFT_CHECK(!(needs_grad && GradMode::is_enabled()), "lora_multi: inference only (it records no gradient); run it "
              "under NoGradGuard or with tensors that do not require grad");
   Tensor xc = detail::contiguous_detached(x), yc = detail::contiguous_detached(y);

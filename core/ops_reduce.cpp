@@ -73,6 +73,10 @@ std::pair<Tensor, Tensor> max(const Tensor& a, int64_t dim, bool keepdim) {
   const int64_t n = a.dim() == 0 ? 1 : a.shape()[d];
   PEFT_CHECK(n > 0, "max: cannot reduce over a zero-size dimension ", d, " of shape ", shape_str(a.shape()));
   const Device dev = a.device();
+  if (dev.is_cuda() && a.dtype() == DType::BF16) {  // exact in F32 (BF16 ⊂ F32); the kernel takes F32 / F64
+    auto [v, i] = max(a.to(DType::F32), dim, keepdim);
+    return {v.to(DType::BF16), i};
+  }
   // Move the reduced dim last and make rows contiguous.
   std::vector<int64_t> perm;
   for (int64_t i = 0; i < a.dim(); ++i)

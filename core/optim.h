@@ -111,6 +111,8 @@ class MasterWeights : public Optimizer {
 
  private:
   static bool reduced(DType dt) { return dt == DType::BF16 || dt == DType::F16; }
+  bool has_master(size_t i) const { return reduced(dtypes_[i]); }
+  std::vector<DType> dtypes_;    // each parameter's dtype at construction (Module::to(DType) is checked against it)
   std::vector<Tensor> masters_;  // masters_[i] is params_[i] itself when it is not reduced
   std::unique_ptr<Optimizer> inner_;
 };

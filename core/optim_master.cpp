@@ -14,8 +14,10 @@ MasterWeights::MasterWeights(std::vector<Tensor> params, const Factory& make) : 
   PEFT_CHECK(static_cast<bool>(make), "MasterWeights: no factory for the inner optimizer");
   NoGradGuard g;
   masters_.reserve(params_.size());
-  for (const Tensor& p : params_)
-    masters_.push_back(reduced(p.dtype()) ? p.detach().to(DType::F32).clone() : p);
+  for (const Tensor& p : params_) {
+    dtypes_.push_back(p.dtype());
+    masters_.push_back(reduced(p.dtype()) ? p.detach().to(DType::F32) : p);  // to(): a new tensor
+  }
   inner_ = make(masters_);
   PEFT_CHECK(inner_ != nullptr, "MasterWeights: the factory returned no optimizer");
   PEFT_CHECK(inner_->params().size() == masters_.size(), "MasterWeights: the inner optimizer holds ",
@@ -26,7 +28,10 @@ void MasterWeights::step() {
   // Validate before anything changes: a parameter moved by Module::to after construction would
   // otherwise be overwritten from a master on the old device.
   for (size_t i = 0; i < params_.size(); ++i) {
-    if (!reduced(params_[i].dtype())) continue;
+    PEFT_CHECK(params_[i].dtype() == dtypes_[i], "MasterWeights: parameter ", i, " was ", dtype_name(dtypes_[i]),
+               " when the optimizer was built and is ", dtype_name(params_[i].dtype()),
+               " now; build the optimizer after Module::to");
+    if (!has_master(i)) continue;
     PEFT_CHECK(params_[i].device() == masters_[i].device(), "MasterWeights: parameter ", i, " is on ",
                params_[i].device().str(), " but its F32 master on ", masters_[i].device().str(),
                "; build the optimizer after Module::to");
@@ -36,13 +41,13 @@ void MasterWeights::step() {
   }
   NoGradGuard ng;
   for (size_t i = 0; i < params_.size(); ++i) {
-    if (!reduced(params_[i].dtype())) continue;
+    if (!has_master(i)) continue;
     const Tensor g = params_[i].grad();
     masters_[i].set_grad(g.defined() ? g.detach().to(DType::F32) : Tensor());
   }
   inner_->step();
   for (size_t i = 0; i < params_.size(); ++i) {
-    if (!reduced(params_[i].dtype()) || !masters_[i].grad().defined()) continue;
+    if (!has_master(i) || !masters_[i].grad().defined()) continue;
     params_[i].copy_(masters_[i]);   // F32 → BF16 / F16, round to nearest even
     masters_[i].set_grad(Tensor());  // the F32 copy is not needed until the next step
   }
@@ -51,14 +56,14 @@ void MasterWeights::step() {
 OptimizerState MasterWeights::state_dict() const {
   OptimizerState s = inner_->state_dict();
   for (size_t i = 0; i < params_.size(); ++i)
-    if (reduced(params_[i].dtype())) s[std::to_string(i) + ".master"] = masters_[i].clone();
+    if (has_master(i)) s[std::to_string(i) + ".master"] = masters_[i].clone();
   return s;
 }
 
 void MasterWeights::load_state_dict(const OptimizerState& s) {
   std::vector<Tensor> loaded(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) {
-    if (!reduced(params_[i].dtype())) continue;
+    if (!has_master(i)) continue;
     const std::string key = std::to_string(i) + ".master";
     auto it = s.find(key);
     PEFT_CHECK(it != s.end(), "optimizer load_state_dict: missing key '", key, "'");

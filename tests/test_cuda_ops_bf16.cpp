@@ -90,6 +90,8 @@ std::vector<Row> table() {
   r.push_back({"linear 3-D input with bias", kOne,
                [] { return V{rnd({2, 3, 17}, 22), rnd({6, 17}, 23), rnd({6}, 24)}; },
                [](const V& v) { return linear(v[0], v[1], v[2]); }});
+  r.push_back({"max over a middle dim (through F32)", kOne, [] { return V{rnd({3, 6, 5}, 70)}; },
+               [](const V& v) { return max(v[0], 1, false).first; }});
   // ---- softmax, losses
   r.push_back({"softmax middle dim", kChain, [] { return V{rnd({3, 4, 5}, 33)}; },
                [](const V& v) { return softmax(v[0], 1); }});

@@ -107,6 +107,24 @@ TEST_CASE("mixed batches are refused as PEFT refuses them, and leave the model u
   CHECK(MixedBatchScope::current() == nullptr);
 }
 
+TEST_CASE("a mixed batch whose adapters' dtype lora_multi does not take falls back to the row groups",
+          "[mixed_batch][lora]") {
+  auto pm = two_adapter_model();
+  std::vector<Tensor> adapters;  // F64 adapters on an F32 base: PEFT keeps them F64 (autocast only widens 16-bit)
+  for (const auto& [n, p] : pm->named_parameters())
+    if (n.find(".lora_") != std::string::npos) adapters.push_back(p);
+  nn::convert_in_place(adapters, std::nullopt, DType::F64);
+  CHECK_FALSE(lora_multi_supported(DType::F64, DType::F32, Device::cpu()));
+  Generator gen(4);
+  Tensor x = Tensor::rand({4, 20}, DType::F32, &gen);
+  NoGradGuard g;
+  Tensor mixed = pm->forward(x, {"a", "b", kBaseAdapterName, "a"});
+  pm->set_adapter("a");
+  Tensor out_a = pm->forward(x);
+  check_equal(rows_of(mixed, {0, 3}), rows_of(out_a, {0, 3}));
+  CHECK(mixed.dtype() == DType::F32);
+}
+
 TEST_CASE("mixed batches refuse DoRA adapters and modules_to_save of unsupported types", "[mixed_batch][lora]") {
   manual_seed(3);
   LoraConfig dora = config({"seq.0"}, 2, false);
@@ -215,7 +233,7 @@ TEST_CASE("lora_multi refuses bad input clearly and changes nothing", "[mixed_ba
   CHECK_THROWS_WITH(lora_multi(c.y, c.x, A64, c.B, c.s, c.ids), Contains("adapter 0 is F64 / F32 but x is F32"));
   CHECK_THROWS_WITH(lora_multi(c.y, c.x, c.A, c.B, {1.0}, c.ids), Contains("3 lora_A, 3 lora_B and 1 scales"));
   CHECK_THROWS_WITH(lora_multi(c.y.to(DType::BF16), c.x, c.A, c.B, c.s, c.ids),
-                    Contains("unsupported dtypes on the CPU: adapters F32, output BF16"));
+                    Contains("lora_multi: unsupported dtypes on cpu: adapters F32, output BF16"));
   Tensor Ag = c.A[0].detach().requires_grad_();
   CHECK_THROWS_WITH(lora_multi(c.y, c.x, {Ag, c.A[1], c.A[2]}, c.B, c.s, c.ids), Contains("inference only"));
   {

@@ -240,4 +240,11 @@ TEST_CASE("MasterWeights state round-trips its masters and refuses bad state wit
   opt2.step();
   CHECK(opt2.masters()[0].to_vector<float>() == opt.masters()[0].to_vector<float>());
   CHECK_THROWS_WITH(optim::MasterWeights({p}, nullptr), Contains("no factory"));
+  // A parameter converted after construction would silently lose (or break) its master.
+  nn::convert_in_place({p}, std::nullopt, DType::F32);
+  p.set_grad(Tensor::ones({2, 2}));
+  const std::vector<float> master_before = opt.masters()[0].to_vector<float>();
+  CHECK_THROWS_WITH(opt.step(), Contains("MasterWeights: parameter 0 was BF16 when the optimizer was built and is F32 "
+                                         "now; build the optimizer after Module::to"));
+  CHECK(opt.masters()[0].to_vector<float>() == master_before);
 }

@@ -7,9 +7,8 @@
 
 #include "core/cuda_ops.h"
 #include "core/error.h"
-#include "kernels/cuda/lstm_cell.cuh"
 #include "kernels/cuda/launch.cuh"
-#include "kernels/cuda/memory.cuh"
+#include "kernels/cuda/lstm_cell.cuh"
 
 namespace peft::cuda_ops {
 

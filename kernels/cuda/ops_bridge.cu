@@ -337,8 +337,7 @@ void dropout_backward(int64_t n, double p, uint64_t seed, uint64_t offset, const
 
 // ---------------------------------------------------------------------------- max
 
-// F32 / F64 only, dispatched here rather than through float_dispatch: max has no reduced-precision
-// kernels (an argmax over BF16 logits is taken after a conversion).
+// F32 / F64 only: core's max converts BF16 to F32 first (exact), so there is no BF16 kernel.
 namespace {
 template <class F>
 void max_dispatch(DType dt, const char* op, F&& f) {

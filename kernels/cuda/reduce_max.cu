@@ -31,7 +31,7 @@ __device__ __forceinline__ bool better(T va, int64_t ia, T vb, int64_t ib) {
 template <class T>
 __global__ void max_rows_kernel(int64_t nrows, int64_t n, const T* __restrict__ x, T* __restrict__ values,
                                 int64_t* __restrict__ indices) {
-  extern __shared__ unsigned char smem_raw[];
+  extern __shared__ __align__(8) unsigned char smem_raw[];
   // Indices first: int64 alignment covers T (float / double) that follows.
   int64_t* s_idx = reinterpret_cast<int64_t*>(smem_raw);
   T* s_val = reinterpret_cast<T*>(s_idx + blockDim.x);
