@@ -141,6 +141,24 @@ void check_forward_outputs(const std::string& name, const std::vector<Tensor>& i
 }
 }  // namespace
 
+Node::~Node() {
+  // Nodes this one owns alone are moved to a local stack before they can die inside this
+  // destructor; each is then emptied of its own edges the same way before it is destroyed, so
+  // no destructor ever recurses. (Saved tensors are detached, so edges are the only links.)
+  std::vector<std::shared_ptr<Node>> pending;
+  auto take = [&pending](std::vector<Edge>& edges) {
+    for (Edge& e : edges)
+      if (e.fn && e.fn.use_count() == 1) pending.push_back(std::move(e.fn));
+    edges.clear();
+  };
+  take(next_edges);
+  while (!pending.empty()) {
+    std::shared_ptr<Node> n = std::move(pending.back());
+    pending.pop_back();
+    take(n->next_edges);
+  }  // n dies here with no edges left
+}
+
 bool needs_grad(const std::vector<Tensor>& inputs) {
   if (!GradMode::is_enabled()) return false;
   for (const auto& t : inputs)

@@ -30,7 +30,9 @@ struct OutputMeta {
 
 class Node : public std::enable_shared_from_this<Node> {
  public:
-  virtual ~Node() = default;
+  // Releases the graph below iteratively: dropping the last tensor of a long chain (an RNN over
+  // many steps, 1e6 ops) would otherwise recurse once per node and overflow the stack.
+  virtual ~Node();
   // grads[i] is the gradient w.r.t. output i (always defined: zeros are filled in).
   // Returns one gradient per next edge (undefined where not needed).
   virtual std::vector<Tensor> apply(const std::vector<Tensor>& grads) = 0;
