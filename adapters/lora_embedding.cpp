@@ -63,7 +63,7 @@ Tensor LoraEmbedding::forward(const Tensor& ids) {
     const Tensor& A = param_dict("lora_embedding_A")[n];  // (r, num)
     const Tensor& B = param_dict("lora_embedding_B")[n];  // (dim, r)
     const double s = scaling(n);
-    Tensor lora = mul(linear(embed(ids, A.t()), B), s);  // (Aᵀ[ids])·Bᵀ·s
+    Tensor lora = adapter_branch(ids, n);  // (Aᵀ[ids])·Bᵀ·s
     if (!settings(n).use_dora) {
       result = add(result, lora);
       continue;

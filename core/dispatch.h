@@ -43,5 +43,11 @@ void copy_across_devices(const Tensor& dst, const Tensor& src);
 // out (M, N) = a (M, K) · b (K, N) + beta · out, and a fresh a · b.
 void gemm_into(const Tensor& a, const Tensor& b, Tensor& out, double beta);
 Tensor mm_raw(const Tensor& a, const Tensor& b);
+// An optional operand's memory for a kernel: its data, or nullptr when the tensor is undefined.
+inline void* ptr_or_null(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
+template <class T>
+T* data_or_null(const Tensor& t) {
+  return t.defined() ? t.data_ptr<T>() : nullptr;
+}
 
 }  // namespace peft::detail

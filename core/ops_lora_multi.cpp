@@ -103,12 +103,9 @@ Tensor lora_multi(const Tensor& y, const Tensor& x, const std::vector<Tensor>& A
   else if (x.dtype() == DType::F64 && y.dtype() == DType::F64)
     kc::lora_multi_add<double, double>(N, in, out, xc.data_ptr<double>(), yc.data_ptr<double>(),
                                        result.data_ptr<double>(), row_adapter.data(), table.data());
-  else if (x.dtype() == DType::F32 && y.dtype() == DType::F64)
+  else  // F32 adapters, F64 output: the last pair lora_multi_supported allows on the CPU
     kc::lora_multi_add<float, double>(N, in, out, xc.data_ptr<float>(), yc.data_ptr<double>(),
                                       result.data_ptr<double>(), row_adapter.data(), table.data());
-  else
-    PEFT_ERROR("lora_multi: unsupported dtypes on the CPU: adapters ", dtype_name(x.dtype()), ", output ",
-               dtype_name(y.dtype()), " (the CPU computes in F32 / F64; BF16 runs on CUDA)");
   return result;
 }
 

@@ -15,15 +15,10 @@
 namespace peft {
 
 namespace kc = kernels::cpu;
+using detail::data_or_null;
+using detail::ptr_or_null;
 
 namespace {
-
-const void* ptr_or_null(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
-void* mut_ptr_or_null(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
-template <class T>
-const T* typed_or_null(const Tensor& t) {
-  return t.defined() ? t.data_ptr<T>() : nullptr;
-}
 
 // The T steps of a (T, ...) tensor as T views recorded by ONE node, whose backward stacks the
 // step gradients into one (T, ...) gradient. Per-step select() would record a SliceBackward
@@ -64,8 +59,8 @@ std::pair<Tensor, Tensor> lstm_cell(const Tensor& gates_x_in, const Tensor& gate
                                 act.raw_data(), tanh_c.raw_data(), dt, dev);
   } else {
     PEFT_DISPATCH_FLOAT(dt, "lstm_cell", [&] {
-      kc::lstm_cell_forward<scalar_t>(B, H, gx.data_ptr<scalar_t>(), typed_or_null<scalar_t>(gh),
-                                      typed_or_null<scalar_t>(cp), h.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(),
+      kc::lstm_cell_forward<scalar_t>(B, H, gx.data_ptr<scalar_t>(), data_or_null<scalar_t>(gh),
+                                      data_or_null<scalar_t>(cp), h.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(),
                                       act.data_ptr<scalar_t>(), tanh_c.data_ptr<scalar_t>());
     });
   }
@@ -84,13 +79,13 @@ std::pair<Tensor, Tensor> lstm_cell(const Tensor& gates_x_in, const Tensor& gate
         Tensor dc_prev = cp_grad ? Tensor::empty({B, H}, dt, dev) : Tensor();
         if (dev.is_cuda()) {
           cuda_ops::lstm_cell_backward(B, H, act.raw_data(), tanh_c.raw_data(), ptr_or_null(cp), ptr_or_null(dh),
-                                       ptr_or_null(dc), dgates.raw_data(), mut_ptr_or_null(dc_prev), dt, dev);
+                                       ptr_or_null(dc), dgates.raw_data(), ptr_or_null(dc_prev), dt, dev);
         } else {
           PEFT_DISPATCH_FLOAT(dt, "lstm_cell_backward", [&] {
             kc::lstm_cell_backward<scalar_t>(B, H, act.data_ptr<scalar_t>(), tanh_c.data_ptr<scalar_t>(),
-                                             typed_or_null<scalar_t>(cp), typed_or_null<scalar_t>(dh),
-                                             typed_or_null<scalar_t>(dc), dgates.data_ptr<scalar_t>(),
-                                             cp_grad ? dc_prev.data_ptr<scalar_t>() : nullptr);
+                                             data_or_null<scalar_t>(cp), data_or_null<scalar_t>(dh),
+                                             data_or_null<scalar_t>(dc), dgates.data_ptr<scalar_t>(),
+                                             data_or_null<scalar_t>(dc_prev));
           });
         }
         // z = gates_x + gates_h: both get dz (the engine copies before it would alias a .grad).

@@ -12,6 +12,8 @@
 namespace peft {
 
 namespace kc = kernels::cpu;
+using detail::data_or_null;
+using detail::ptr_or_null;
 
 namespace {
 
@@ -49,9 +51,6 @@ Tensor softmax_impl(const Tensor& a_in, int64_t dim, bool log_form) {
                    });
   return out;
 }
-
-const void* ptr_or_null(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
-void* mut_ptr_or_null(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
 
 void check_affine(const char* op, const Tensor& t, int64_t n, const char* what) {
   if (!t.defined()) return;
@@ -94,8 +93,8 @@ Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tenso
                                  rstd.raw_data(), x.dtype(), dev);
   else PEFT_DISPATCH_FLOAT(x.dtype(), "layer_norm", [&] {
     kc::layer_norm_forward<scalar_t>(R, M, static_cast<scalar_t>(eps), x.data_ptr<scalar_t>(),
-                                     w.defined() ? w.data_ptr<scalar_t>() : nullptr,
-                                     b.defined() ? b.data_ptr<scalar_t>() : nullptr, y.data_ptr<scalar_t>(),
+                                     data_or_null<scalar_t>(w),
+                                     data_or_null<scalar_t>(b), y.data_ptr<scalar_t>(),
                                      mean.data_ptr<scalar_t>(), rstd.data_ptr<scalar_t>());
   });
   bool gx = x_in.requires_grad(), gw = weight.defined() && weight.requires_grad(), gb = bias.defined() && bias.requires_grad();
@@ -110,13 +109,13 @@ Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tenso
                      Tensor db = gb ? Tensor::empty(b_shape, x.dtype(), dev) : Tensor();
                      if (dev.is_cuda()) {
                        cuda_ops::layer_norm_backward(R, M, x.raw_data(), ptr_or_null(w), mean.raw_data(),
-                                                     rstd.raw_data(), dy.raw_data(), mut_ptr_or_null(dx),
-                                                     mut_ptr_or_null(dw), mut_ptr_or_null(db), x.dtype(), dev);
+                                                     rstd.raw_data(), dy.raw_data(), ptr_or_null(dx),
+                                                     ptr_or_null(dw), ptr_or_null(db), x.dtype(), dev);
                        return {dx, dw, db};
                      }
                      PEFT_DISPATCH_FLOAT(x.dtype(), "layer_norm_backward", [&] {
                        kc::layer_norm_backward<scalar_t>(
-                           R, M, x.data_ptr<scalar_t>(), w.defined() ? w.data_ptr<scalar_t>() : nullptr,
+                           R, M, x.data_ptr<scalar_t>(), data_or_null<scalar_t>(w),
                            mean.data_ptr<scalar_t>(), rstd.data_ptr<scalar_t>(), dy.data_ptr<scalar_t>(),
                            gx ? dx.data_ptr<scalar_t>() : nullptr, gw ? dw.data_ptr<scalar_t>() : nullptr,
                            gb ? db.data_ptr<scalar_t>() : nullptr);
@@ -145,8 +144,8 @@ Tensor group_norm(const Tensor& x_in, int64_t G, const Tensor& weight, const Ten
                                  mean.raw_data(), rstd.raw_data(), x.dtype(), dev);
   else PEFT_DISPATCH_FLOAT(x.dtype(), "group_norm", [&] {
     kc::group_norm_forward<scalar_t>(N, C, S, G, static_cast<scalar_t>(eps), x.data_ptr<scalar_t>(),
-                                     w.defined() ? w.data_ptr<scalar_t>() : nullptr,
-                                     b.defined() ? b.data_ptr<scalar_t>() : nullptr, y.data_ptr<scalar_t>(),
+                                     data_or_null<scalar_t>(w),
+                                     data_or_null<scalar_t>(b), y.data_ptr<scalar_t>(),
                                      mean.data_ptr<scalar_t>(), rstd.data_ptr<scalar_t>());
   });
   bool gx = x_in.requires_grad(), gw = weight.defined() && weight.requires_grad(), gb = bias.defined() && bias.requires_grad();
@@ -160,11 +159,11 @@ Tensor group_norm(const Tensor& x_in, int64_t G, const Tensor& weight, const Ten
                      Tensor db = gb ? Tensor::empty({C}, x.dtype(), dev) : Tensor();
                      if (dev.is_cuda())
                        cuda_ops::group_norm_backward(N, C, S, G, x.raw_data(), ptr_or_null(w), mean.raw_data(),
-                                                     rstd.raw_data(), dy.raw_data(), mut_ptr_or_null(dx),
-                                                     mut_ptr_or_null(dw), mut_ptr_or_null(db), x.dtype(), dev);
+                                                     rstd.raw_data(), dy.raw_data(), ptr_or_null(dx),
+                                                     ptr_or_null(dw), ptr_or_null(db), x.dtype(), dev);
                      else PEFT_DISPATCH_FLOAT(x.dtype(), "group_norm_backward", [&] {
                        kc::group_norm_backward<scalar_t>(
-                           N, C, S, G, x.data_ptr<scalar_t>(), w.defined() ? w.data_ptr<scalar_t>() : nullptr,
+                           N, C, S, G, x.data_ptr<scalar_t>(), data_or_null<scalar_t>(w),
                            mean.data_ptr<scalar_t>(), rstd.data_ptr<scalar_t>(), dy.data_ptr<scalar_t>(),
                            gx ? dx.data_ptr<scalar_t>() : nullptr, gw ? dw.data_ptr<scalar_t>() : nullptr,
                            gb ? db.data_ptr<scalar_t>() : nullptr);
