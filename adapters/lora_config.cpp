@@ -156,6 +156,16 @@ void LoraConfig::validate() const {
 
 namespace {
 const char* init_name(LoraInit i) { return i == LoraInit::Gaussian ? "gaussian" : ""; }
+
+// An alpha as PEFT writes it: the user's int stays an int (16, not 16.0). Only values an int64 holds
+// exactly are written so; anything else (fractions, 1e93, inf, NaN) stays a double — casting those
+// to an integer is undefined behaviour (found by fuzz_adapter_config).
+nlohmann::json alpha_json(double v) {
+  constexpr double kTwo53 = 9007199254740992.0;  // every integer of magnitude <= 2^53 is a double
+  if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) <= kTwo53)
+    return nlohmann::json(static_cast<int64_t>(v));
+  return nlohmann::json(v);
+}
 }  // namespace
 
 nlohmann::json LoraConfig::to_json() const {
@@ -170,8 +180,7 @@ nlohmann::json LoraConfig::to_json() const {
     j["auto_mapping"] = nullptr;
   j["inference_mode"] = inference_mode;
   j["r"] = r;
-  j["lora_alpha"] = lora_alpha == std::floor(lora_alpha) ? nlohmann::json(static_cast<int64_t>(lora_alpha))
-                                                          : nlohmann::json(lora_alpha);
+  j["lora_alpha"] = alpha_json(lora_alpha);
   j["lora_dropout"] = lora_dropout;
   j["bias"] = bias;
   j["target_modules"] = target_modules.to_json();
@@ -186,9 +195,7 @@ nlohmann::json LoraConfig::to_json() const {
   j["rank_pattern"] = nlohmann::json::object();
   for (const auto& kv : rank_pattern) j["rank_pattern"][kv.first] = kv.second;
   j["alpha_pattern"] = nlohmann::json::object();
-  for (const auto& kv : alpha_pattern)  // integral values as integers, as lora_alpha (PEFT keeps the user's int)
-    j["alpha_pattern"][kv.first] = kv.second == std::floor(kv.second) ? nlohmann::json(static_cast<int64_t>(kv.second))
-                                                                      : nlohmann::json(kv.second);
+  for (const auto& kv : alpha_pattern) j["alpha_pattern"][kv.first] = alpha_json(kv.second);
   j["layers_to_transform"] = layers_to_transform ? nlohmann::json(*layers_to_transform) : nlohmann::json(nullptr);
   j["layers_pattern"] = layers_pattern ? nlohmann::json(*layers_pattern) : nlohmann::json(nullptr);
   j["megatron_config"] = nullptr;

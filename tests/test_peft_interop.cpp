@@ -382,3 +382,21 @@ TEST_CASE("adapter_config.json written by PEFT parses to the config PEFT used", 
   CHECK(LoraConfig::from_pretrained(case_dir("mlp_lora_bias")).lora_bias);
   CHECK(LoraConfig::from_pretrained(case_dir("mlp_dropout")).lora_dropout == 0.1);
 }
+
+TEST_CASE("alphas that are no int64 survive to_json as doubles", "[interop][config]") {
+  // PEFT writes an int alpha as an int; we do so for integral values an int64 holds exactly.
+  // 7.77e92 is integral but no int64: casting it was undefined behaviour (found by the fuzzer).
+  LoraConfig c;
+  c.lora_alpha = 7.77e92;
+  c.alpha_pattern = {{"lin0", -7.77e92}, {"lin1", 16.0}, {"lin2", 0.5}, {"lin3", 9007199254740992.0}};
+  const nlohmann::json j = c.to_json();
+  CHECK(j["lora_alpha"].is_number_float());
+  CHECK(j["lora_alpha"].get<double>() == 7.77e92);
+  CHECK(j["alpha_pattern"]["lin0"].get<double>() == -7.77e92);
+  CHECK(j["alpha_pattern"]["lin1"].is_number_integer());
+  CHECK(j["alpha_pattern"]["lin2"].is_number_float());
+  CHECK(j["alpha_pattern"]["lin3"].get<int64_t>() == 9007199254740992);
+  LoraConfig back = LoraConfig::from_json(j);
+  CHECK(back.lora_alpha == c.lora_alpha);
+  CHECK(back.alpha_pattern == c.alpha_pattern);
+}
