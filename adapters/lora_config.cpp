@@ -102,6 +102,48 @@ namespace {
 // well below that (real target_modules regexes are a few hundred characters) before compiling.
 constexpr size_t kMaxRegexChars = 8192;
 constexpr int kMaxRegexNesting = 64;
+// Counted repetition: libstdc++ reads a {m,n} count into a long without an overflow check
+// (signed overflow on {11111111111111111111}, found by fuzz_adapter_config) and copies the
+// repeated atom count times, nested counts multiplying. So every count is at most 1000 and
+// their product too (real target_modules patterns use at most a `\d{1,3}` or two).
+constexpr long kMaxRegexRepeat = 1000;
+
+std::string quoted(const std::string& p) { return "'" + p.substr(0, 80) + (p.size() > 80 ? "...'" : "'"); }
+
+// Checks the counts of every {m}, {m,} and {m,n} outside a [...] class, and escaped numbers.
+void check_regex_repeats(const std::string& pattern, const char* what) {
+  long product = 1;
+  bool in_class = false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const char c = pattern[i];
+    if (c == '\\') {  // a back-reference \N is read into the same unchecked long
+      size_t j = i + 1;
+      while (j < pattern.size() && pattern[j] >= '0' && pattern[j] <= '9') ++j;
+      PEFT_CHECK(j - (i + 1) <= 3, "LoraConfig: ", what, " ", quoted(pattern), " has an escaped number of ",
+                 j - (i + 1), " digits; at most 3 are accepted");
+      i = std::max(i + 1, j - 1);
+      continue;
+    }
+    if (in_class) { in_class = c != ']'; continue; }
+    if (c == '[') { in_class = true; continue; }
+    if (c != '{') continue;
+    long largest = 0;
+    for (size_t j = i + 1; j < pattern.size() && pattern[j] != '}'; ++j) {
+      if (pattern[j] < '0' || pattern[j] > '9') continue;  // the comma; anything else std::regex refuses
+      long v = 0;
+      for (; j < pattern.size() && pattern[j] >= '0' && pattern[j] <= '9'; ++j) {
+        v = v * 10 + (pattern[j] - '0');
+        PEFT_CHECK(v <= kMaxRegexRepeat, "LoraConfig: ", what, " ", quoted(pattern), " repeats something more than ",
+                   kMaxRegexRepeat, " times; at most ", kMaxRegexRepeat, " are accepted");
+      }
+      largest = std::max(largest, v);
+      --j;
+    }
+    product *= std::max(largest, 1L);
+    PEFT_CHECK(product <= kMaxRegexRepeat, "LoraConfig: ", what, " ", quoted(pattern),
+               " has counted repetitions whose counts multiply to more than ", kMaxRegexRepeat);
+  }
+}
 
 void check_user_regex(const std::string& pattern, const char* what) {
   PEFT_CHECK(pattern.size() <= kMaxRegexChars, "LoraConfig: ", what, " is a regular expression of ", pattern.size(),
@@ -112,9 +154,9 @@ void check_user_regex(const std::string& pattern, const char* what) {
     if (pattern[i] == '(') max_depth = std::max(max_depth, ++depth);
     if (pattern[i] == ')') --depth;
   }
-  PEFT_CHECK(max_depth <= kMaxRegexNesting, "LoraConfig: ", what, " '", pattern.substr(0, 80),
-             pattern.size() > 80 ? "...'" : "'", " nests groups ", max_depth, " deep; at most ", kMaxRegexNesting,
-             " levels are accepted");
+  PEFT_CHECK(max_depth <= kMaxRegexNesting, "LoraConfig: ", what, " ", quoted(pattern), " nests groups ", max_depth,
+             " deep; at most ", kMaxRegexNesting, " levels are accepted");
+  check_regex_repeats(pattern, what);
   try {
     std::regex re(pattern);
   } catch (const std::regex_error&) {

@@ -233,6 +233,18 @@ TEST_CASE("invalid, huge or deeply nested regular expressions are refused before
   layers.layers_to_transform = std::vector<int64_t>{0};
   layers.layers_pattern = std::vector<std::string>{"lay(ers"};
   CHECK_THROWS_WITH(get_peft_model(m, layers), Contains("layers_pattern entry 'lay(ers' is not a valid regular expression"));
+  // Counted repetition and back-references: libstdc++ reads their numbers without an overflow
+  // check (a fuzzer-found crash), and copies a repeated atom count times.
+  LoraConfig big_count;
+  big_count.target_modules = Regex{"lin{11111111111111111111}"};
+  CHECK_THROWS_WITH(get_peft_model(m, big_count), Contains("repeats something more than 1000 times"));
+  big_count.target_modules = Regex{"((lin){100}){100}"};
+  CHECK_THROWS_WITH(get_peft_model(m, big_count), Contains("counts multiply to more than 1000"));
+  big_count.target_modules = Regex{"(lin)\\11111111111111111111"};
+  CHECK_THROWS_WITH(get_peft_model(m, big_count), Contains("escaped number of 20 digits"));
+  LoraConfig counted;  // ordinary counts, and braces inside a class are literal
+  counted.target_modules = Regex{"lin\\d{1,3}|x[{99999}]"};
+  CHECK_NOTHROW(get_peft_model(mlp(), counted));
   // Escaped parentheses open no group: 100 of them are fine.
   LoraConfig escaped;
   escaped.target_modules = Regex{"(lin0)|x" + [] { std::string s; for (int i = 0; i < 100; ++i) s += "\\("; return s; }()};
