@@ -416,8 +416,11 @@ void case_poolformer(int repeats) {
 // linear and lora_linear (W frozen: dX, dA, dB) forward and forward + backward, dropout 0 and 0.1,
 // in F32, F32 with TF32, and BF16 (adapters in BF16 too). "tax" = lora / plain − 1 of the same
 // pass; "roofline_pct" uses the spec's F and Q_min and the H100 / H200 peaks. lora_linear on CUDA
-// is today the cuBLAS chain (base GEMM, shrink, expand accumulated into y; Philox dropout): the
-// baseline issue 6's fused kernels must beat.
+// takes the fused tensor-core kernels (kernels/cuda/lora_fused.cu) in BF16 and TF32 when
+// cuda::set_lora_fused(true) ("lora_*", "fused": true; the sampled check below runs through them
+// too) and the cuBLAS chain otherwise; in
+// BF16 / TF32 the chain is timed too ("naive_*": base GEMM, shrink, expand accumulated into y,
+// Philox dropout), each with its tax against the plain pass.
 void case_lora_linear(int repeats) {
   const int64_t N = 8192, in = 4096, out = 4096, r = 16;
   const double s = 2.0;
@@ -445,24 +448,32 @@ void case_lora_linear(int repeats) {
         if (p == 0) {  // 64 sampled outputs against host double (with dropout: the tests check the mask)
           const std::vector<float> xh = host_floats(x), wh = host_floats(W), bh = host_floats(b);
           const std::vector<float> ah = host_floats(A), bbh = host_floats(B);
-          poison_next({N, out}, v.dt);
-          const std::vector<float> yh = host_floats(lora_linear(x, W, b, A, B, s));
-          double num = 0, den = 0;
-          for (int64_t k = 0; k < 64; ++k) {
-            const int64_t i = (k * 7919 + 13) % N, o = (k * 104729 + 7) % out;
-            double ref = bh[o], low = 0;
-            for (int64_t q = 0; q < r; ++q) {
-              double u = 0;
-              for (int64_t c = 0; c < in; ++c) u += static_cast<double>(xh[i * in + c]) * ah[q * in + c];
-              low += u * bbh[o * r + q];
+          // Both paths where both exist; `err` keeps the larger.
+          for (const bool fused : {false, true}) {
+            if (fused && !(v.dt == DType::BF16 || v.tf32)) continue;
+            cuda::set_lora_fused(fused);
+            poison_next({N, out}, v.dt);
+            const std::vector<float> yh = host_floats(lora_linear(x, W, b, A, B, s));
+            cuda::set_lora_fused(false);
+            double num = 0, den = 0;
+            for (int64_t k = 0; k < 64; ++k) {
+              const int64_t i = (k * 7919 + 13) % N, o = (k * 104729 + 7) % out;
+              double ref = bh[o], low = 0;
+              for (int64_t q = 0; q < r; ++q) {
+                double u = 0;
+                for (int64_t c = 0; c < in; ++c) u += static_cast<double>(xh[i * in + c]) * ah[q * in + c];
+                low += u * bbh[o * r + q];
+              }
+              for (int64_t c = 0; c < in; ++c) ref += static_cast<double>(xh[i * in + c]) * wh[o * in + c];
+              ref += s * low;
+              num += (yh[i * out + o] - ref) * (yh[i * out + o] - ref);
+              den += ref * ref;
             }
-            for (int64_t c = 0; c < in; ++c) ref += static_cast<double>(xh[i * in + c]) * wh[o * in + c];
-            ref += s * low;
-            num += (yh[i * out + o] - ref) * (yh[i * out + o] - ref);
-            den += ref * ref;
+            const double e = std::sqrt(num / std::max(den, 1e-300));
+            require(e, v.dt == DType::BF16 || v.tf32 ? 1e-2 : 1e-5,
+                    base + (fused ? " (fused)" : " (cuBLAS chain)") + " vs host double");
+            err = std::max(err, e);
           }
-          err = std::sqrt(num / std::max(den, 1e-300));
-          require(err, v.dt == DType::BF16 || v.tf32 ? 1e-2 : 1e-5, base + " vs host double");
         }
         Tensor xg = x.detach().requires_grad_(), Ag = A.detach().requires_grad_();
         Tensor Bg = B.detach().requires_grad_();
@@ -473,27 +484,39 @@ void case_lora_linear(int repeats) {
           std::string name;
           double flops;
           std::function<void()> step;
+          int plain = -1;     // index of the plain pass this one's tax is measured against
+          bool fused = true;  // false: cuda::set_lora_fused(false), the cuBLAS chain in PEFT's order
         };
-        const std::vector<Pass> passes = {
+        auto lora_fwd = [&] { (void)lora_linear(x, W, b, A, B, s, p, true); };
+        auto lora_fwd_bwd = [&] {
+          xg.zero_grad();
+          Ag.zero_grad();
+          Bg.zero_grad();
+          lora_linear(xg, W, b, Ag, Bg, s, p, true).backward(gy);
+        };
+        std::vector<Pass> passes = {
             {"plain_fwd", fwd_flops, [&] { (void)linear(x, W, b); }},
-            {"lora_fwd", fwd_flops + lora_flops, [&] { (void)lora_linear(x, W, b, A, B, s, p, true); }},
             {"plain_fwd_bwd", 2 * fwd_flops,
              [&] {
                xg.zero_grad();
                linear(xg, W, b).backward(gy);
              }},
-            {"lora_fwd_bwd", 2 * fwd_flops + 3 * lora_flops,
-             [&] {
-               xg.zero_grad();
-               Ag.zero_grad();
-               Bg.zero_grad();
-               lora_linear(xg, W, b, Ag, Bg, s, p, true).backward(gy);
-             }},
+            {"lora_fwd", fwd_flops + lora_flops, lora_fwd, 0},
+            {"lora_fwd_bwd", 2 * fwd_flops + 3 * lora_flops, lora_fwd_bwd, 1},
         };
-        double plain_ms[2] = {0, 0};
+        // Where lora_linear takes the fused kernels (BF16, TF32), the chain too: "naive" = separate
+        // kernels in PEFT's order, "lora" = fused.
+        if (v.dt == DType::BF16 || v.tf32) {
+          passes.push_back({"naive_fwd", fwd_flops + lora_flops, lora_fwd, 0, false});
+          passes.push_back({"naive_fwd_bwd", 2 * fwd_flops + 3 * lora_flops, lora_fwd_bwd, 1, false});
+        }
+        std::vector<double> ms(passes.size(), 0);
         for (size_t k = 0; k < passes.size(); ++k) {
           const Pass& ps = passes[k];
+          cuda::set_lora_fused(ps.fused);
           const Timing t = time_step(3, repeats, ps.step);
+          cuda::set_lora_fused(false);  // the library's default
+          ms[k] = t.median_ms;
           const double t_star = std::max(ps.flops / (v.peak_tflops * 1e12), q_min / bw);
           Json j = line("peft.cpp", base + "_" + ps.name, v.name, t);
           j["n"] = N;
@@ -501,10 +524,10 @@ void case_lora_linear(int repeats) {
           j["out"] = out;
           j["r"] = r;
           j["dropout"] = p;
+          j["fused"] = ps.plain >= 0 && ps.fused && (v.dt == DType::BF16 || v.tf32);
           j["tflops"] = round_to(ps.flops / (t.median_ms * 1e9), 1e-3);
           j["roofline_pct"] = round_to(100.0 * t_star / (t.median_ms * 1e-3), 0.1);
-          if (k % 2 == 0) plain_ms[k / 2] = t.median_ms;
-          else j["tax"] = round_to(t.median_ms / plain_ms[k / 2] - 1.0, 1e-3);
+          if (ps.plain >= 0) j["tax"] = round_to(t.median_ms / ms[static_cast<size_t>(ps.plain)] - 1.0, 1e-3);
           if (p == 0) j["check_rel_err"] = err;
           emit(j);
         }

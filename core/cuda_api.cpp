@@ -124,6 +124,15 @@ void lora_multi_add(int64_t, int64_t, int64_t, int64_t, const void*, DType, cons
                     const void*, void*, Device dev) {
   cuda::unavailable("lora_multi", dev);
 }
+void lora_fused_forward(int64_t, int64_t, int64_t, int64_t, const void*, const void*, const void*, const void*,
+                        const void*, double, double, uint64_t, void*, void*, DType, Device dev) {
+  cuda::unavailable("lora_linear (fused)", dev);
+}
+void lora_fused_backward(int64_t, int64_t, int64_t, int64_t, const void*, const void*, const void*, const void*,
+                         const void*, const void*, double, double, uint64_t, void*, void*, void*, void*, DType,
+                         Device dev) {
+  cuda::unavailable("lora_linear (fused)", dev);
+}
 void dropout_forward(int64_t, double, uint64_t, uint64_t, const void*, void*, DType, Device dev) {
   cuda::unavailable("dropout", dev);
 }

@@ -31,6 +31,14 @@ bool allow_tf32();
 // slower but need no workspace. Process-wide plain flag, settable in any build.
 void set_cudnn_enabled(bool enabled);
 bool cudnn_enabled();
+// With this switch on, lora_linear on CUDA (and LoraLinear / LoRA 1×1 convs through it) runs the
+// fused tensor-core kernels (kernels/cuda/lora_fused.cu) for BF16, and for F32 when allow_tf32()
+// is on; otherwise, and while it is off, the chain of cuBLAS GEMMs in PEFT's order. OFF by
+// default for now: the fused kernels are a first, untuned version that has not run on a GPU yet
+// (their base GEMM is likely slower than cuBLAS's); it becomes the default once
+// bench_gpu_suite --case lora_linear shows it ahead. Process-wide plain flag, settable in any build.
+void set_lora_fused(bool enabled);
+bool lora_fused();
 // The version of the cuDNN library loaded (e.g. 91900 for 9.19.0), or 0 when the build has no
 // cuDNN. Needs no GPU.
 int cudnn_version();

@@ -1,4 +1,4 @@
-// The process-wide TF32 and cuDNN switches, in every build. (The CPU-only build's refusing
+// The process-wide TF32, cuDNN and fused-LoRA switches, in every build. (The CPU-only build's refusing
 // versions of the core/cuda_ops.h kernels are in core/cuda_api.cpp, beside those of
 // core/cuda_api.h.)
 #include <atomic>
@@ -10,11 +10,14 @@ namespace peft::cuda {
 namespace {
 std::atomic<bool> g_allow_tf32{false};
 std::atomic<bool> g_cudnn_enabled{true};
+std::atomic<bool> g_lora_fused{false};  // off until measured: see core/cuda_api.h
 }  // namespace
 
 void set_allow_tf32(bool allow) { g_allow_tf32.store(allow); }
 bool allow_tf32() { return g_allow_tf32.load(); }
 void set_cudnn_enabled(bool enabled) { g_cudnn_enabled.store(enabled); }
 bool cudnn_enabled() { return g_cudnn_enabled.load(); }
+void set_lora_fused(bool enabled) { g_lora_fused.store(enabled); }
+bool lora_fused() { return g_lora_fused.load(); }
 
 }  // namespace peft::cuda

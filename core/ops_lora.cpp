@@ -2,7 +2,9 @@
 // y = b, y += x·Wᵀ, y += (s·u)·Bᵀ with u = dropout(x)·Aᵀ (all GEMMs accumulate into y).
 // Backward shares dU = s·dY·B between dA and dX and accumulates the low-rank term straight
 // into dX's GEMM output when there is no dropout; W's gradient is skipped when W is frozen.
-// On CUDA the same chain runs through cuBLAS (the fused lora_*.cu kernels are a later step).
+// On CUDA with cuda::set_lora_fused(true), BF16 (and F32 when TF32 is allowed) runs the fused
+// tensor-core kernels instead (lora_linear_fused below, kernels/cuda/lora_fused.cu); otherwise
+// (the default for now, F64, exact F32) the same chain as the CPU runs, through cuBLAS.
 // Dropout's mask: on the CPU it comes from the Generator's uniform stream, one draw per element
 // (the LoRA dropout goldens replay that stream). On CUDA it is Philox (kernels/cuda/dropout.cuh)
 // from one 64-bit seed drawn from the Generator, as in peft::dropout: backward regenerates the
@@ -11,6 +13,7 @@
 #include <optional>
 
 #include "core/autograd.h"
+#include "core/cuda_api.h"
 #include "core/cuda_ops.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
@@ -31,6 +34,61 @@ Tensor lora_linear_mixed(const Tensor& x, const Tensor& w, const Tensor& b, cons
   Tensor low = mul(linear(linear(h, A), B), scale);
   const DType pt = promote_float_types(base.dtype(), low.dtype());
   return add(base.to(pt), low.to(pt)).to(x.dtype());
+}
+
+bool use_fused_kernels(const Tensor& x) {
+  return x.device().is_cuda() && cuda::lora_fused() &&
+         (x.dtype() == DType::BF16 || (x.dtype() == DType::F32 && cuda::allow_tf32()));
+}
+
+// The fused CUDA path (x, W, b, A, B of one dtype, checked by the caller): two kernels forward,
+// up to four backward; nothing of the dropout is stored — the Philox seed is, and every kernel
+// that needs the mask regenerates it. Saved for backward: W, A, B (always), u0 = dropout(x)·Aᵀ in
+// F32 when B trains, x when A or W trains.
+Tensor lora_linear_fused(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& A, const Tensor& B,
+                         double scale, double dropout_p, bool training, Generator* gen) {
+  const int64_t out_f = w.shape()[0], in_f = w.shape()[1], r = A.shape()[0];
+  const DType dt = x.dtype();
+  const Device dev = x.device();
+  std::optional<NoGradGuard> no_grad(std::in_place);  // released before recording
+  Tensor x2 = detail::contiguous_detached(x.reshape({-1, in_f}));
+  const int64_t M = x2.shape()[0];
+  const double p = training ? dropout_p : 0.0;
+  const uint64_t seed = p > 0 ? (gen ? *gen : default_generator()).next_u64() : 0;
+  Tensor Wd = detail::contiguous_detached(w), Ad = detail::contiguous_detached(A);
+  Tensor Bd = detail::contiguous_detached(B), bd = b.defined() ? detail::contiguous_detached(b) : Tensor();
+  Tensor u0 = Tensor::empty({M, r}, DType::F32, dev);
+  Tensor y = Tensor::empty({M, out_f}, dt, dev);
+  cuda_ops::lora_fused_forward(M, in_f, out_f, r, x2.raw_data(), Wd.raw_data(), detail::ptr_or_null(bd),
+                               Ad.raw_data(), Bd.raw_data(), scale, p, seed, u0.raw_data(), y.raw_data(), dt, dev);
+  Shape out_shape(x.shape().begin(), x.shape().end() - 1);
+  out_shape.push_back(out_f);
+  Tensor out = y.view(out_shape);
+
+  const bool gx = x.requires_grad(), gw = w.requires_grad(), gb = b.defined() && b.requires_grad();
+  const bool gA = A.requires_grad(), gB = B.requires_grad();
+  Tensor x_keep = (gA || gw) ? x2 : Tensor(), u0_keep = gB ? u0 : Tensor();
+  Shape x_shape = x.shape();
+  no_grad.reset();
+  autograd::record("LoraLinearBackward", {x, w, b, A, B}, {out},
+                   [=](const std::vector<Tensor>& grads) -> std::vector<Tensor> {
+                     Tensor g2 = detail::contiguous_detached(grads[0].reshape({-1, out_f}).to(dt));
+                     Tensor dx, dw, db, dA, dB, dU0;
+                     if (gx) dx = Tensor::empty({M, in_f}, dt, dev);
+                     if (gA) dA = Tensor::empty({r, in_f}, dt, dev);
+                     if (gB) dB = Tensor::empty({out_f, r}, dt, dev);
+                     if (gA || gx) dU0 = Tensor::empty({M, r}, DType::F32, dev);
+                     cuda_ops::lora_fused_backward(M, in_f, out_f, r, g2.raw_data(), detail::ptr_or_null(x_keep),
+                                                   Wd.raw_data(), Ad.raw_data(), Bd.raw_data(),
+                                                   detail::ptr_or_null(u0_keep), scale, p, seed,
+                                                   detail::ptr_or_null(dU0), detail::ptr_or_null(dx),
+                                                   detail::ptr_or_null(dA), detail::ptr_or_null(dB), dt, dev);
+                     if (gw) dw = detail::mm_raw(g2.t(), x_keep);
+                     if (gb) db = sum(g2, {0});
+                     if (gx) dx = dx.view(x_shape);
+                     return {dx, dw, db, dA, dB};
+                   });
+  return out;
 }
 }  // namespace
 
@@ -53,6 +111,7 @@ Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tens
              " does not match ", out_f, " output features");
   PEFT_CHECK(dropout_p >= 0 && dropout_p < 1, "lora_linear: dropout probability must be in [0, 1), got ", dropout_p);
   if (A.dtype() != x.dtype()) return lora_linear_mixed(x, w, b, A, B, scale, dropout_p, training, gen);
+  if (use_fused_kernels(x)) return lora_linear_fused(x, w, b, A, B, scale, dropout_p, training, gen);
 
   std::optional<NoGradGuard> no_grad(std::in_place);  // released before recording
   Tensor x2 = detail::contiguous_detached(x.reshape({-1, in_f}));

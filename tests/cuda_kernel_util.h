@@ -161,8 +161,11 @@ inline void cuda_require(cudaError_t e, const char* what) {
 }
 
 // Owns n elements of device memory, poisoned on creation. Copies use the legacy default stream,
-// which the tests also launch on (stream 0), so a download waits for the kernels before it; the
-// explicit synchronize reports a kernel fault here, at the download that would read its output.
+// which the kernel-level tests also launch on (stream 0), so a download waits for the kernels
+// before it; the explicit synchronize reports a kernel fault here, at the download that would
+// read its output. Tests that launch through core/cuda_ops.h run on peft's own non-blocking
+// stream instead: they must cudaDeviceSynchronize() after filling buffers and before launching
+// (the poison memset and a pageable upload may still be in flight), as downloads already do.
 template <class T>
 class DeviceBuffer {
  public:

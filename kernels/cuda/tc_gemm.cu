@@ -1,0 +1,230 @@
+// kernels/cuda/tc_gemm.cu — the segmented tensor-core GEMM of tc_gemm.cuh.
+//
+// Block = 64×64 output tile, 4 warps in a 2×2 grid, each warp a 32×32 sub-tile held as 2×2 WMMA
+// accumulator fragments (F32). The K loop stages a 64×32 slice of each operand in shared memory
+// in one canonical layout (sA[m][k] read as row-major matrix_a, sB[n][k] read as col-major
+// matrix_b), whatever the operand's orientation in global memory, converting to BF16 / TF32 on
+// the way (scale and dropout applied first, in F32). The epilogue goes through shared memory
+// (the fragments' element layout is unspecified, so a per-element mask, bias or dtype conversion
+// needs each element's coordinates): the accumulator tile is stored there, then written with
+// coalesced, bounds-checked stores. The operand staging buffers and the output tile share one
+// shared array; the __syncthreads() between phases keep them apart.
+//
+// Deliberately simple (first version, written without a GPU to run it): scalar loads, no
+// cp.async double buffering, no split-K for the long-K / small-output products of backward
+// (dA, dB). The GPU session tunes it against bench_gpu_suite --case lora_linear.
+#include "kernels/cuda/tc_gemm.cuh"
+
+#include <cuda_bf16.h>
+#include <mma.h>
+
+#include "core/error.h"
+#include "kernels/cuda/check.cuh"
+#include "kernels/philox.h"
+
+namespace peft::kernels::cuda {
+
+namespace {
+
+namespace wmma = nvcuda::wmma;
+
+constexpr int kBM = 64, kBN = 64, kBK = 32, kTcThreads = 128;
+static_assert(kBM == kBN, "stage() stages both operands as kBM x kBK slices");
+constexpr int kLdC = kBN + 4;  // float row stride of the staged output tile (a multiple of 4, as WMMA needs)
+
+template <TcMath M>
+struct MathTraits;
+template <>
+struct MathTraits<TcMath::BF16> {
+  using smem_t = __nv_bfloat16;
+  using frag_t = __nv_bfloat16;
+  static constexpr int kK = 16;
+  static constexpr int kPad = 8;  // 16 bytes: keeps fragment pointers 32-byte aligned, staggers banks
+  __device__ static smem_t convert(float v) { return __float2bfloat16_rn(v); }
+};
+template <>
+struct MathTraits<TcMath::TF32> {
+  using smem_t = float;
+  using frag_t = wmma::precision::tf32;
+  static constexpr int kK = 8;
+  static constexpr int kPad = 4;
+  __device__ static smem_t convert(float v) { return wmma::__float_to_tf32(v); }
+};
+
+struct Params {
+  int64_t M, N;
+  TcSegment segs[kTcMaxSegments];
+  int nseg;
+  uint64_t seed, offset;
+  float p;           // float(p): the Philox uniform is compared in float, as everywhere
+  float keep_scale;  // float(1 / (1 - p)) computed in double, as the CPU's dropout_philox
+  TcEpilogue ep;
+};
+
+__device__ __forceinline__ float load_elem(const void* p, bool bf16, int64_t off) {
+  if (bf16) return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[off]);
+  return static_cast<const float*>(p)[off];
+}
+
+// kernels/cuda/dropout.cu's decision for element e, times its scale.
+__device__ __forceinline__ float keep_factor(const Params& P, int64_t e) {
+  const float u = philox_word_to_uniform(philox_bits(P.seed, P.offset, static_cast<uint64_t>(e)));
+  return u < P.p ? 0.f : P.keep_scale;
+}
+
+// A kBM (== kBN) × kBK slice of an operand, rows i0.., k0.., into s[i][k] (row stride ld_s).
+// Consecutive threads read consecutive addresses in either orientation.
+template <class Tr>
+__device__ void stage(typename Tr::smem_t* s, const TcOperand& op, int64_t i0, int64_t k0, int64_t rows, int64_t K,
+                      const Params& P) {
+  constexpr int ld_s = kBK + Tr::kPad;
+  for (int idx = threadIdx.x; idx < kBM * kBK; idx += kTcThreads) {
+    const int i = op.k_inner ? idx / kBK : idx % kBM;
+    const int k = op.k_inner ? idx % kBK : idx / kBM;
+    const int64_t gi = i0 + i, gk = k0 + k;
+    float v = 0.f;
+    if (gi < rows && gk < K) {
+      const int64_t off = op.k_inner ? gi * op.ld + gk : gk * op.ld + gi;
+      v = load_elem(op.ptr, op.bf16, off);
+      if (op.dropout) v *= keep_factor(P, off);
+      v *= op.scale;
+    }
+    s[i * ld_s + k] = Tr::convert(v);
+  }
+}
+
+template <TcMath Math>
+__global__ void __launch_bounds__(kTcThreads) tc_gemm_kernel(const Params P) {
+  using Tr = MathTraits<Math>;
+  using smem_t = typename Tr::smem_t;
+  using Acc = wmma::fragment<wmma::accumulator, 16, 16, Tr::kK, float>;
+  constexpr int ld_s = kBK + Tr::kPad;
+  constexpr size_t kStageBytes = 2 * kBM * ld_s * sizeof(smem_t);
+  constexpr size_t kTileBytes = kBM * kLdC * sizeof(float);
+  __shared__ __align__(128) unsigned char smem[kStageBytes > kTileBytes ? kStageBytes : kTileBytes];
+  smem_t* sA = reinterpret_cast<smem_t*>(smem);
+  smem_t* sB = sA + kBM * ld_s;
+  float* sC = reinterpret_cast<float*>(smem);
+
+  const int64_t m0 = static_cast<int64_t>(blockIdx.x) * kBM, n0 = static_cast<int64_t>(blockIdx.y) * kBN;
+  const int warp = threadIdx.x / 32, wm = warp / 2, wn = warp % 2;
+  Acc acc[2][2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.f);
+
+  auto tile_ptr = [&](int i, int j) { return sC + (wm * 32 + i * 16) * kLdC + wn * 32 + j * 16; };
+  auto store_tile = [&] {
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+      for (int j = 0; j < 2; ++j) wmma::store_matrix_sync(tile_ptr(i, j), acc[i][j], kLdC, wmma::mem_row_major);
+  };
+
+  for (int s = 0; s < P.nseg; ++s) {
+    const TcSegment& seg = P.segs[s];
+    for (int64_t k0 = 0; k0 < seg.K; k0 += kBK) {
+      stage<Tr>(sA, seg.a, m0, k0, P.M, seg.K, P);
+      stage<Tr>(sB, seg.b, n0, k0, P.N, seg.K, P);
+      __syncthreads();
+#pragma unroll
+      for (int kk = 0; kk < kBK; kk += Tr::kK) {
+        wmma::fragment<wmma::matrix_a, 16, 16, Tr::kK, typename Tr::frag_t, wmma::row_major> fa[2];
+        wmma::fragment<wmma::matrix_b, 16, 16, Tr::kK, typename Tr::frag_t, wmma::col_major> fb[2];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(fa[i], sA + (wm * 32 + i * 16) * ld_s + kk, ld_s);
+#pragma unroll
+        for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], sB + (wn * 32 + j * 16) * ld_s + kk, ld_s);
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+          for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+      }
+      __syncthreads();  // the next slice overwrites what the warps just read
+    }
+    if (s == 0 && seg.mask_result) {
+      // Segment 0's sum times the mask of its output element, before anything else is added.
+      store_tile();
+      __syncthreads();
+      for (int idx = threadIdx.x; idx < kBM * kBN; idx += kTcThreads) {
+        const int i = idx / kBN, j = idx % kBN;
+        const int64_t gm = m0 + i, gn = n0 + j;
+        if (gm < P.M && gn < P.N) sC[i * kLdC + j] *= keep_factor(P, gm * P.ep.ldc + gn);
+      }
+      __syncthreads();
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(acc[i][j], tile_ptr(i, j), kLdC, wmma::mem_row_major);
+      __syncthreads();  // sC aliases the staging buffers of the next segment
+    }
+  }
+
+  store_tile();
+  __syncthreads();
+  const TcEpilogue& ep = P.ep;
+  for (int idx = threadIdx.x; idx < kBM * kBN; idx += kTcThreads) {
+    const int i = idx / kBN, j = idx % kBN;
+    const int64_t gm = m0 + i, gn = n0 + j;
+    if (gm >= P.M || gn >= P.N) continue;
+    float v = ep.alpha * sC[i * kLdC + j];
+    if (ep.bias) v += load_elem(ep.bias, ep.bias_bf16, gn);
+    const int64_t off = gm * ep.ldc + gn;
+    if (ep.out_bf16) {
+      __nv_bfloat16* o = static_cast<__nv_bfloat16*>(ep.out);
+      if (ep.accumulate) v += __bfloat162float(o[off]);
+      o[off] = __float2bfloat16_rn(v);
+    } else {
+      float* o = static_cast<float*>(ep.out);
+      if (ep.accumulate) v += o[off];
+      o[off] = v;
+    }
+  }
+}
+
+void check_operand(const TcOperand& op, int64_t rows, int64_t K, int s, const char* which) {
+  PEFT_CHECK(op.ptr != nullptr, "tc_gemm: segment ", s, " operand ", which, " is a null pointer");
+  const int64_t inner = op.k_inner ? K : rows;
+  PEFT_CHECK(op.ld >= inner && op.ld >= 1, "tc_gemm: segment ", s, " operand ", which, " has leading dimension ", op.ld,
+             ", needs at least ", inner);
+}
+
+}  // namespace
+
+void tc_gemm(TcMath math, int64_t M, int64_t N, const TcSegment* segs, int nseg, const TcDropout& drop,
+             const TcEpilogue& ep, cudaStream_t stream) {
+  PEFT_CHECK(M >= 0 && N >= 0, "tc_gemm: negative size ", M, " x ", N);
+  PEFT_CHECK(nseg >= 0 && nseg <= kTcMaxSegments, "tc_gemm: ", nseg, " segments, at most ", kTcMaxSegments);
+  PEFT_CHECK(drop.p >= 0 && drop.p < 1, "tc_gemm: dropout probability must be in [0, 1), got ", drop.p);
+  PEFT_CHECK(nseg == 0 || segs != nullptr, "tc_gemm: null segment list");
+  if (M == 0 || N == 0) return;
+  PEFT_CHECK(ep.out != nullptr, "tc_gemm: null output");
+  PEFT_CHECK(ep.ldc >= N, "tc_gemm: output leading dimension ", ep.ldc, " < ", N, " columns");
+  Params P{};
+  P.M = M;
+  P.N = N;
+  P.nseg = 0;
+  for (int s = 0; s < nseg; ++s) {
+    PEFT_CHECK(segs[s].K >= 0, "tc_gemm: segment ", s, " has negative K ", segs[s].K);
+    PEFT_CHECK(!segs[s].mask_result || s == 0, "tc_gemm: only segment 0 may mask its result");
+    if (segs[s].K == 0) continue;  // contributes nothing (a masked zero is zero)
+    check_operand(segs[s].a, M, segs[s].K, s, "a");
+    check_operand(segs[s].b, N, segs[s].K, s, "b");
+    P.segs[P.nseg++] = segs[s];
+  }
+  P.seed = drop.seed;
+  P.offset = drop.offset;
+  P.p = static_cast<float>(drop.p);
+  P.keep_scale = static_cast<float>(1.0 / (1.0 - drop.p));
+  P.ep = ep;
+  const int64_t mt = (M + kBM - 1) / kBM, nt = (N + kBN - 1) / kBN;
+  PEFT_CHECK(mt <= 0x7fffffff && nt <= 65535, "tc_gemm: ", M, " x ", N, " is beyond the launch grid (at most ",
+             65535 * kBN, " columns)");
+  const dim3 grid(static_cast<unsigned>(mt), static_cast<unsigned>(nt));
+  if (math == TcMath::BF16) tc_gemm_kernel<TcMath::BF16><<<grid, kTcThreads, 0, stream>>>(P);
+  else tc_gemm_kernel<TcMath::TF32><<<grid, kTcThreads, 0, stream>>>(P);
+  PEFT_KERNEL_CHECK();
+}
+
+}  // namespace peft::kernels::cuda
