@@ -117,17 +117,17 @@ void lora_multi_add(int64_t N, int64_t in, int64_t out, int64_t r_max, const voi
 // GEMM): lora_linear's forward and backward with the low-rank terms in the base products'
 // accumulators. Contiguous row-major x (N, in), W (out, in), b (out) or null, A (r, in), B (out, r),
 // y / dy (N, out), all of `dtype`: BF16, or F32 run on TF32 tensor cores (F32 accumulation
-// throughout). u0 (N, r) and dU0 (N, r) are F32 scratch: forward writes u0 = dropout(x)·Aᵀ,
-// backward reads it (for dB) and writes dU0 = s·dY·B. Dropout p in [0, 1): element n·in + k of x
+// throughout). us (N, r) and dU (N, r) are scratch of `dtype`: forward writes us = s·dropout(x)·Aᵀ,
+// backward reads it (for dB) and writes dU = s·dY·B. Dropout p in [0, 1): element n·in + k of x
 // is kept by the Philox decision of stream (seed, offset 0) — kernels/cuda/dropout.cuh's mask,
-// regenerated in every kernel that needs it. Null dx / dA / dB: not computed (dU0 only when dA or
+// regenerated in every kernel that needs it. Null dx / dA / dB: not computed (dU only when dA or
 // dx is asked for).
 void lora_fused_forward(int64_t N, int64_t in, int64_t out, int64_t r, const void* x, const void* w, const void* b,
-                        const void* A, const void* B, double scale, double p, uint64_t seed, void* u0, void* y,
+                        const void* A, const void* B, double scale, double p, uint64_t seed, void* us, void* y,
                         DType dtype, Device dev);
 void lora_fused_backward(int64_t N, int64_t in, int64_t out, int64_t r, const void* dy, const void* x, const void* w,
-                         const void* A, const void* B, const void* u0, double scale, double p, uint64_t seed,
-                         void* dU0, void* dx, void* dA, void* dB, DType dtype, Device dev);
+                         const void* A, const void* B, const void* us, double scale, double p, uint64_t seed,
+                         void* dU, void* dx, void* dA, void* dB, DType dtype, Device dev);
 
 // ---- dropout with a Philox mask regenerated from (seed, offset) (kernels/cuda/dropout.cuh)
 void dropout_forward(int64_t n, double p, uint64_t seed, uint64_t offset, const void* x, void* y, DType dtype,

@@ -43,8 +43,8 @@ bool use_fused_kernels(const Tensor& x) {
 
 // The fused CUDA path (x, W, b, A, B of one dtype, checked by the caller): two kernels forward,
 // up to four backward; nothing of the dropout is stored — the Philox seed is, and every kernel
-// that needs the mask regenerates it. Saved for backward: W, A, B (always), u0 = dropout(x)·Aᵀ in
-// F32 when B trains, x when A or W trains.
+// that needs the mask regenerates it. Saved for backward: W, A, B (always), us = s·dropout(x)·Aᵀ
+// (in x's dtype) when B trains, x when A or W trains.
 Tensor lora_linear_fused(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& A, const Tensor& B,
                          double scale, double dropout_p, bool training, Generator* gen) {
   const int64_t out_f = w.shape()[0], in_f = w.shape()[1], r = A.shape()[0];
@@ -57,31 +57,31 @@ Tensor lora_linear_fused(const Tensor& x, const Tensor& w, const Tensor& b, cons
   const uint64_t seed = p > 0 ? (gen ? *gen : default_generator()).next_u64() : 0;
   Tensor Wd = detail::contiguous_detached(w), Ad = detail::contiguous_detached(A);
   Tensor Bd = detail::contiguous_detached(B), bd = b.defined() ? detail::contiguous_detached(b) : Tensor();
-  Tensor u0 = Tensor::empty({M, r}, DType::F32, dev);
+  Tensor us = Tensor::empty({M, r}, dt, dev);
   Tensor y = Tensor::empty({M, out_f}, dt, dev);
   cuda_ops::lora_fused_forward(M, in_f, out_f, r, x2.raw_data(), Wd.raw_data(), detail::ptr_or_null(bd),
-                               Ad.raw_data(), Bd.raw_data(), scale, p, seed, u0.raw_data(), y.raw_data(), dt, dev);
+                               Ad.raw_data(), Bd.raw_data(), scale, p, seed, us.raw_data(), y.raw_data(), dt, dev);
   Shape out_shape(x.shape().begin(), x.shape().end() - 1);
   out_shape.push_back(out_f);
   Tensor out = y.view(out_shape);
 
   const bool gx = x.requires_grad(), gw = w.requires_grad(), gb = b.defined() && b.requires_grad();
   const bool gA = A.requires_grad(), gB = B.requires_grad();
-  Tensor x_keep = (gA || gw) ? x2 : Tensor(), u0_keep = gB ? u0 : Tensor();
+  Tensor x_keep = (gA || gw) ? x2 : Tensor(), us_keep = gB ? us : Tensor();
   Shape x_shape = x.shape();
   no_grad.reset();
   autograd::record("LoraLinearBackward", {x, w, b, A, B}, {out},
                    [=](const std::vector<Tensor>& grads) -> std::vector<Tensor> {
                      Tensor g2 = detail::contiguous_detached(grads[0].reshape({-1, out_f}).to(dt));
-                     Tensor dx, dw, db, dA, dB, dU0;
+                     Tensor dx, dw, db, dA, dB, dU;
                      if (gx) dx = Tensor::empty({M, in_f}, dt, dev);
                      if (gA) dA = Tensor::empty({r, in_f}, dt, dev);
                      if (gB) dB = Tensor::empty({out_f, r}, dt, dev);
-                     if (gA || gx) dU0 = Tensor::empty({M, r}, DType::F32, dev);
+                     if (gA || gx) dU = Tensor::empty({M, r}, dt, dev);
                      cuda_ops::lora_fused_backward(M, in_f, out_f, r, g2.raw_data(), detail::ptr_or_null(x_keep),
                                                    Wd.raw_data(), Ad.raw_data(), Bd.raw_data(),
-                                                   detail::ptr_or_null(u0_keep), scale, p, seed,
-                                                   detail::ptr_or_null(dU0), detail::ptr_or_null(dx),
+                                                   detail::ptr_or_null(us_keep), scale, p, seed,
+                                                   detail::ptr_or_null(dU), detail::ptr_or_null(dx),
                                                    detail::ptr_or_null(dA), detail::ptr_or_null(dB), dt, dev);
                      if (gw) dw = detail::mm_raw(g2.t(), x_keep);
                      if (gb) db = sum(g2, {0});

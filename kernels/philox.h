@@ -68,7 +68,10 @@ PEFT_HOST_DEVICE inline Philox4x32 philox_block(uint64_t seed, uint64_t offset, 
 
 // 32 random bits for element `index` of stream (seed, offset).
 PEFT_HOST_DEVICE inline uint32_t philox_bits(uint64_t seed, uint64_t offset, uint64_t index) {
-  return philox_block(seed, offset, index).v[index & 3];
+  const Philox4x32 b = philox_block(seed, offset, index);
+  const uint32_t w = static_cast<uint32_t>(index & 3);
+  // Selects rather than b.v[w]: a dynamic index would put the block in local memory on the GPU.
+  return w == 0 ? b.v[0] : w == 1 ? b.v[1] : w == 2 ? b.v[2] : b.v[3];
 }
 
 // A 32-bit word to a float uniform in [0, 1): the top 24 bits times 2^-24. The product is exact

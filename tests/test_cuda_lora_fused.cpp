@@ -2,18 +2,23 @@
 // kernels/cuda/tc_gemm.cuh) against an independent host reference in double, and lora_linear on
 // CUDA (which takes them for BF16 and TF32) against the CPU op.
 //
-// Kernel level: every output of forward (y, the F32 scratch u0) and backward (dx, dA, dB, the F32
-// scratch dU0) lands in a poisoned device buffer (all bytes 0xFF: NaN), so an element the kernels
-// never write fails; r ∈ {1, 8, 16, 64, 128}, sizes that are no multiple of the 64×64×32 tile (and
-// one shape several tiles wide), dropout 0 and 0.1 with the mask spelled out on the host from
-// kernels/cpu/dropout_philox (the same Philox decision the kernels regenerate), BF16 and TF32.
+// Kernel level: every output of forward (y, the scratch us = s·dropout(x)·Aᵀ) and backward (dx, dA,
+// dB, the scratch dU = s·dY·B) lands in a poisoned device buffer (all bytes 0xFF: NaN), so an
+// element the kernels never write fails; r ∈ {1, 8, 16, 64, 128}, sizes that are no multiple of
+// the tiles (and shapes several tiles wide), dropout 0 and 0.1 with the mask spelled out on the
+// host from kernels/cpu/dropout_philox (the same Philox decision the kernels regenerate), BF16 and
+// TF32. Odd leading dimensions (in = 67) run everything on tc_gemm's simple kernel; leading
+// dimensions that are multiples of 16 bytes send the products larger than 64 in both directions
+// (y, dX; dU at r = 128) through the pipelined one (which products take it is checked
+// separately, on the host). tc_gemm is also tested directly: partial 16-byte chunks at the K and N
+// edges, bias, alpha and accumulate, each product on both kernels.
 //
 // Tolerances: the inputs are the values the device sees (BF16-rounded for BF16). The error of a
 // dot product of K rounded terms scales with the terms, not with the sum (which may cancel), so
 // the bound is relative to the largest reference element of the tensor: |gpu − ref| ≤ tol ·
 // max|ref|. TF32 rounds each operand to 11 significant bits (2^-11 ≈ 5e-4): tol 1e-2. BF16 rounds
-// operands and the F32 intermediates it re-reads (u0·s, dU0) to 8 bits (2^-9 ≈ 2e-3) and the
-// output once more: tol 3e-2. A wrong index, a wrong mask element or a missed segment moves an
+// operands and the intermediates it stores (us, dU) to 8 bits (2^-9 ≈ 2e-3) and the output once
+// more: tol 3e-2. A wrong index, a wrong mask element or a missed segment moves an
 // element by O(max|ref|) and fails.
 //
 // Without a GPU the comparisons print "skipped: no CUDA device"; the argument checks (which run
@@ -23,6 +28,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -33,6 +39,7 @@
 
 #ifdef PEFT_WITH_CUDA
 #include "kernels/cuda/tc_gemm.cuh"
+#include "kernels/cuda/tc_gemm_internal.cuh"
 #endif
 
 using namespace peft;
@@ -196,8 +203,7 @@ void run_kernel_case(const Case& c) {
   const DType dt = c.bf16 ? DType::BF16 : DType::F32;
   const Device d = Device::cuda(0);
   const auto sz = [](int64_t a, int64_t b) { return static_cast<size_t>(a * b); };
-  std::vector<float> got_y, got_dx, got_dA, got_dB;
-  DeviceBuffer<float> u0(sz(c.N, c.r)), dU0(sz(c.N, c.r));
+  std::vector<float> got_us, got_y, got_dU, got_dx, got_dA, got_dB;
   auto run = [&](auto elem) {
     using T = decltype(elem);
     auto to_dev = [&](const std::vector<float>& v) {
@@ -218,12 +224,15 @@ void run_kernel_case(const Case& c) {
     };
     DeviceBuffer<T> x(to_dev(h.x)), w(to_dev(h.w)), b(to_dev(h.b)), A(to_dev(h.A)), B(to_dev(h.B)), dy(to_dev(h.dy));
     DeviceBuffer<T> y(sz(c.N, c.out)), dx(sz(c.N, c.in)), dA(sz(c.r, c.in)), dB(sz(c.out, c.r));
+    DeviceBuffer<T> us(sz(c.N, c.r)), dU(sz(c.N, c.r));
     // The kernels run on peft's non-blocking stream: the poison and the uploads must be done first.
     peft::testing::cuda_require(cudaDeviceSynchronize(), "buffer setup");
     cuda_ops::lora_fused_forward(c.N, c.in, c.out, c.r, x.get(), w.get(), b.get(), A.get(), B.get(), s, c.p, seed,
-                                 u0.get(), y.get(), dt, d);
-    cuda_ops::lora_fused_backward(c.N, c.in, c.out, c.r, dy.get(), x.get(), w.get(), A.get(), B.get(), u0.get(), s,
-                                  c.p, seed, dU0.get(), dx.get(), dA.get(), dB.get(), dt, d);
+                                 us.get(), y.get(), dt, d);
+    cuda_ops::lora_fused_backward(c.N, c.in, c.out, c.r, dy.get(), x.get(), w.get(), A.get(), B.get(), us.get(), s,
+                                  c.p, seed, dU.get(), dx.get(), dA.get(), dB.get(), dt, d);
+    got_us = from_dev(us.download());
+    got_dU = from_dev(dU.download());
     got_y = from_dev(y.download());
     got_dx = from_dev(dx.download());
     got_dA = from_dev(dA.download());
@@ -232,9 +241,11 @@ void run_kernel_case(const Case& c) {
   if (c.bf16) run(uint16_t{});
   else run(float{});
   const double tol = c.bf16 ? 3e-2 : 1e-2;
-  check_scaled(u0.download(), ref.u0, tol, "u0 = dropout(x)·Aᵀ");
+  std::vector<double> ref_us = ref.u0;
+  for (double& v : ref_us) v *= s;
+  check_scaled(got_us, ref_us, tol, "us = s·dropout(x)·Aᵀ");
   check_scaled(got_y, ref.y, tol, "y");
-  check_scaled(dU0.download(), ref.dU0, tol, "dU0 = s·dY·B");
+  check_scaled(got_dU, ref.dU0, tol, "dU = s·dY·B");
   check_scaled(got_dx, ref.dx, tol, "dx");
   check_scaled(got_dA, ref.dA, tol, "dA");
   check_scaled(got_dB, ref.dB, tol, "dB");
@@ -247,12 +258,108 @@ TEST_CASE("fused LoRA kernels match a double reference: r 1..128, tails, dropout
   for (bool bf16 : {false, true})
     for (int64_t r : {1, 8, 16, 64, 128})
       for (double p : {0.0, 0.1}) run_kernel_case({bf16, 70, 67, 45, r, p});
-  // Several tiles in every direction (and K slices of 32 with a tail).
-  run_kernel_case({false, 150, 200, 131, 16, 0.1});
-  run_kernel_case({true, 150, 200, 131, 16, 0.1});
+  // Leading dimensions a multiple of 16 bytes: y and dX on the pipelined kernel (r = 1 keeps the
+  // low-rank segments' ld at 1 element: the simple kernel again).
+  for (bool bf16 : {false, true})
+    for (int64_t r : {1, 8, 16, 64, 128})
+      for (double p : {0.0, 0.1}) run_kernel_case({bf16, 70, 72, 40, r, p});
+  // Several tiles in every direction, K slices with a tail: y pipelined and dX simple (dY's leading
+  // dimension 131), then both pipelined (every dimension a multiple of 8).
+  for (bool bf16 : {false, true}) {
+    run_kernel_case({bf16, 150, 200, 131, 16, 0.1});
+    run_kernel_case({bf16, 300, 264, 136, 16, 0.1});
+  }
   // Degenerate sizes: an empty batch still zero-fills dA and dB; in = 0 leaves y = b, dA / dx empty.
   run_kernel_case({true, 0, 67, 45, 8, 0.1});
   run_kernel_case({false, 9, 0, 5, 4, 0.0});
+}
+
+namespace {
+// One tc_gemm call with two segments on host data whose padding (ld > the inner size) is NaN, so a
+// load past a row's end poisons the result: out = alpha·(mask ⊙ (a0·b0ᵀ) + a1·b1ᵀ) + bias (+ old).
+template <class T>
+void run_tc_gemm_case(bool bf16, int64_t lda, bool accumulate) {
+  namespace kc = peft::kernels::cuda;
+  INFO((bf16 ? "BF16" : "TF32") << ", lda " << lda << (accumulate ? ", accumulate" : ""));
+  const int64_t M = 100, N = 101, K0 = 37, K1 = 20, ldb = 104, lda1 = 24;
+  const float alpha = 0.5f;
+  const double p = 0.2;
+  const uint64_t seed = 77;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto fill = [&](int64_t rows, int64_t cols, int64_t ld, uint64_t sd) {  // (rows, cols) in rows of ld
+    std::vector<float> v(static_cast<size_t>(rows * ld), nan);
+    const std::vector<float> r = values(static_cast<size_t>(rows * cols), sd, static_cast<double>(cols), bf16);
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j) v[i * ld + j] = r[i * cols + j];
+    return v;
+  };
+  const std::vector<float> a0 = fill(M, K0, lda, 1), b0 = fill(K0, N, ldb, 2);  // b0 not k-inner: (k, n)
+  const std::vector<float> a1 = fill(M, K1, lda1, 3), b1 = fill(K1, N, ldb, 4);
+  const std::vector<float> bias = values(static_cast<size_t>(N), 5, 1, bf16);
+  const std::vector<float> old = values(static_cast<size_t>(M * N), 6, 1, bf16);
+  std::vector<uint8_t> keep(static_cast<size_t>(M * N));
+  kernels::cpu::dropout_philox_mask(M * N, p, seed, 0, keep.data());
+  const double ks = static_cast<float>(1.0 / (1.0 - p));
+  std::vector<double> ref(static_cast<size_t>(M * N));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      double s0 = 0, s1 = 0;
+      for (int64_t k = 0; k < K0; ++k) s0 += double(a0[m * lda + k]) * b0[k * ldb + n];
+      for (int64_t k = 0; k < K1; ++k) s1 += double(a1[m * lda1 + k]) * b1[k * ldb + n];
+      const double v = alpha * ((keep[m * N + n] ? ks : 0.0) * s0 + s1) + bias[n];
+      ref[m * N + n] = v + (accumulate ? old[m * N + n] : 0.0);
+    }
+  auto dev = [&](const std::vector<float>& v) {
+    std::vector<T> t(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      if constexpr (sizeof(T) == 2) t[i] = float_to_bf16(v[i]);
+      else t[i] = v[i];
+    }
+    return t;
+  };
+  DeviceBuffer<T> da0(dev(a0)), db0(dev(b0)), da1(dev(a1)), db1(dev(b1)), dbias(dev(bias));
+  DeviceBuffer<T> out(static_cast<size_t>(M * N));
+  if (accumulate) out.upload(dev(old));
+  peft::testing::cuda_require(cudaDeviceSynchronize(), "buffer setup");
+  kc::TcSegment segs[2];
+  auto operand = [](const void* ptr, bool b16, int64_t ld, bool k_inner) {
+    kc::TcOperand o;
+    o.ptr = ptr;
+    o.bf16 = b16;
+    o.ld = ld;
+    o.k_inner = k_inner;
+    return o;
+  };
+  segs[0] = {operand(da0.get(), bf16, lda, true), operand(db0.get(), bf16, ldb, false), K0, true};
+  segs[1] = {operand(da1.get(), bf16, lda1, true), operand(db1.get(), bf16, ldb, false), K1, false};
+  kc::TcEpilogue ep;
+  ep.out = out.get();
+  ep.out_bf16 = bf16;
+  ep.ldc = N;
+  ep.alpha = alpha;
+  ep.bias = dbias.get();
+  ep.bias_bf16 = bf16;
+  ep.accumulate = accumulate;
+  kc::tc_gemm(bf16 ? kc::TcMath::BF16 : kc::TcMath::TF32, M, N, segs, 2, kc::TcDropout{p, seed, 0}, ep, nullptr);
+  const std::vector<T> got = out.download();
+  std::vector<float> gf(got.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    if constexpr (sizeof(T) == 2) gf[i] = bf16_to_float(got[i]);
+    else gf[i] = got[i];
+  }
+  check_scaled(gf, ref, bf16 ? 3e-2 : 1e-2, "tc_gemm");
+}
+}  // namespace
+
+TEST_CASE("tc_gemm directly: partial 16-byte chunks at the K and N edges, mask, bias, alpha, accumulate",
+          "[cuda][lora][gpu]") {
+  if (!peft::testing::cuda_ready()) return;
+  // lda 40 (a multiple of 16 bytes in both dtypes): the pipelined kernel; 41: the simple one.
+  for (int64_t lda : {40, 41})
+    for (bool acc : {false, true}) {
+      run_tc_gemm_case<uint16_t>(true, lda, acc);
+      run_tc_gemm_case<float>(false, lda, acc);
+    }
 }
 
 namespace {
@@ -384,5 +491,70 @@ TEST_CASE("tc_gemm and the fused launchers refuse bad arguments before touching 
   CHECK_THROWS_WITH(cuda_ops::lora_fused_forward(2, 2, 2, 1, dummy, dummy, nullptr, dummy, dummy, 1.0, 1.0, 0, dummy,
                                                  dummy, DType::F32, d),
                     Contains("must be in [0, 1)"));
+}
+
+TEST_CASE("the pipelined tensor-core kernel takes exactly the aligned, conversion-free products", "[cuda][lora]") {
+  // Host-side decision (no GPU needed): which products of the fused LoRA path the pipelined
+  // kernel serves. An unsuitable product it took would read misaligned 16-byte chunks or skip a
+  // conversion, scale or mask; one it refused only runs slower.
+  namespace kc = peft::kernels::cuda;
+  alignas(16) static float buf[64];
+  auto op = [&](bool bf16, int64_t ld, bool k_inner) {
+    kc::TcOperand o;
+    o.ptr = buf;
+    o.bf16 = bf16;
+    o.ld = ld;
+    o.k_inner = k_inner;
+    return o;
+  };
+  auto params = [&](kc::TcOperand a0, kc::TcOperand b0, kc::TcOperand a1, kc::TcOperand b1) {
+    kc::tc_detail::Params P{};
+    P.M = P.N = 100;
+    P.nseg = 2;
+    P.segs[0].a = a0;
+    P.segs[0].b = b0;
+    P.segs[0].K = 8;
+    P.segs[1].a = a1;
+    P.segs[1].b = b1;
+    P.segs[1].K = 8;
+    return P;
+  };
+  using kc::TcMath;
+  // The forward's y = x·Wᵀ + us·Bᵀ with in = 4096, r = 16: BF16 and TF32.
+  CHECK(kc::tc_detail::pipelined_eligible(TcMath::BF16, params(op(true, 4096, true), op(true, 4096, true),
+                                                                 op(true, 16, true), op(true, 16, true))));
+  CHECK(kc::tc_detail::pipelined_eligible(TcMath::TF32, params(op(false, 4096, true), op(false, 4096, true),
+                                                                 op(false, 16, true), op(false, 16, true))));
+  // dX = mask ⊙ (dU·A) + dY·W: b operands not k-inner, both segments alike.
+  CHECK(kc::tc_detail::pipelined_eligible(TcMath::BF16, params(op(true, 16, true), op(true, 4096, false),
+                                                                 op(true, 4096, true), op(true, 4096, false))));
+  // Refused: a leading dimension of 12 BF16 elements (24 bytes), r = 1, an F32 operand in a BF16
+  // product, a scale or dropout on load, a transposed a, mixed b orientations, a misaligned pointer.
+  const kc::TcOperand good = op(true, 64, true);
+  CHECK_FALSE(kc::tc_detail::pipelined_eligible(TcMath::BF16, params(good, good, op(true, 12, true), good)));
+  CHECK_FALSE(
+      kc::tc_detail::pipelined_eligible(TcMath::BF16, params(good, good, op(true, 1, true), op(true, 1, true))));
+  CHECK_FALSE(kc::tc_detail::pipelined_eligible(TcMath::BF16, params(good, good, op(false, 64, true), good)));
+  CHECK(kc::tc_detail::pipelined_eligible(TcMath::TF32, params(op(false, 12, true), op(false, 12, true),
+                                                                 op(false, 12, true), op(false, 12, true))));
+  kc::TcOperand scaled = good, dropped = good, misaligned = good;
+  scaled.scale = 2.f;
+  dropped.dropout = true;
+  misaligned.ptr = reinterpret_cast<const char*>(buf) + 2;
+  CHECK_FALSE(kc::tc_detail::pipelined_eligible(TcMath::BF16, params(good, good, scaled, good)));
+  CHECK_FALSE(kc::tc_detail::pipelined_eligible(TcMath::BF16, params(dropped, good, good, good)));
+  CHECK_FALSE(kc::tc_detail::pipelined_eligible(TcMath::BF16, params(good, good, good, misaligned)));
+  CHECK_FALSE(kc::tc_detail::pipelined_eligible(TcMath::BF16, params(op(true, 64, false), good, good, good)));
+  CHECK_FALSE(kc::tc_detail::pipelined_eligible(TcMath::BF16, params(good, good, good, op(true, 64, false))));
+  kc::tc_detail::Params none{};
+  CHECK_FALSE(kc::tc_detail::pipelined_eligible(TcMath::BF16, none));
+  // Narrow products (dU and us: N = r <= 64) stay on the simple kernel's 64-wide tiles.
+  kc::tc_detail::Params narrow = params(good, good, good, good);
+  narrow.N = 64;
+  CHECK_FALSE(kc::tc_detail::pipelined_eligible(TcMath::BF16, narrow));
+  narrow.N = 65;
+  CHECK(kc::tc_detail::pipelined_eligible(TcMath::BF16, narrow));
+  narrow.M = 64;
+  CHECK_FALSE(kc::tc_detail::pipelined_eligible(TcMath::BF16, narrow));
 }
 #endif

@@ -2,15 +2,19 @@
 // and backward as tensor-core GEMMs (kernels/cuda/tc_gemm.cuh) with the low-rank terms folded
 // into the base products' accumulators and the dropout mask regenerated from Philox.
 //
-// Forward (2 launches):  u0 = dropout(x)·Aᵀ            (N, r) F32 scratch, mask applied on load
-//                        y  = x·Wᵀ + (s·u0)·Bᵀ + b      one accumulator, two K segments, y written once
-// Backward (≤ 4):        dB  = s·dYᵀ·u0                 (out, r)
-//                        dU0 = s·dY·B                   (N, r) F32 scratch, shared by dA and dX
-//                        dA  = dU0ᵀ·dropout(x)          (r, in), mask applied on load
-//                        dX  = mask ⊙ (dU0·A) + dY·W    the masked term is segment 0 (mask_result),
+// Forward (2 launches):  us = s·dropout(x)·Aᵀ          (N, r) scratch in x's dtype, mask applied on load
+//                        y  = x·Wᵀ + us·Bᵀ + b          one accumulator, two K segments, y written once
+// Backward (≤ 4):        dB  = dYᵀ·us                   (out, r)
+//                        dU  = s·dY·B                   (N, r) scratch in x's dtype, shared by dA and dX
+//                        dA  = dUᵀ·dropout(x)           (r, in), mask applied on load
+//                        dX  = mask ⊙ (dU·A) + dY·W     the masked term is segment 0 (mask_result),
 //                                                       dY·W accumulates after it: dX written once
+// The scratch is in x's dtype (BF16 rounds the low-rank intermediate as PEFT's BF16 layers do) so
+// that the two big products — y and dX, 2·N·in·out FLOPs each — read only operands that need no
+// conversion and take tc_gemm's pipelined kernel (when leading dimensions are multiples of 16
+// bytes).
 // dW / db are not here: W is frozen in LoRA training; core/ops_lora.cpp computes them through
-// cuBLAS when they are asked for. dB and dU0 are two passes over dY (the issue asks for one;
+// cuBLAS when they are asked for. dB and dU are two passes over dY (the issue asks for one;
 // a later tuning step).
 #include <cstdint>
 
@@ -73,61 +77,62 @@ TcEpilogue epilogue(void* out, bool bf16, int64_t ldc, float alpha = 1.f, const 
 }  // namespace
 
 void lora_fused_forward(int64_t N, int64_t in, int64_t out, int64_t r, const void* x, const void* w, const void* b,
-                        const void* A, const void* B, double scale, double p, uint64_t seed, void* u0, void* y,
+                        const void* A, const void* B, double scale, double p, uint64_t seed, void* us, void* y,
                         DType dtype, Device dev) {
   check_sizes(N, in, out, r, p);
   const Setup st = setup(dtype);
   detail::Launch l(dev);
   const TcDropout drop{p, seed, 0};
-  if (r > 0) {  // u0 = dropout(x)·Aᵀ, F32
+  if (r > 0) {  // us = s·dropout(x)·Aᵀ
     TcSegment shrink;
     shrink.a = operand(x, st.bf16, in, true, 1.f, p > 0);
     shrink.b = operand(A, st.bf16, in, true);
     shrink.K = in;
-    kernels::cuda::tc_gemm(st.math, N, r, &shrink, 1, drop, epilogue(u0, false, r), l.stream);
+    kernels::cuda::tc_gemm(st.math, N, r, &shrink, 1, drop, epilogue(us, st.bf16, r, static_cast<float>(scale)),
+                           l.stream);
   }
   TcSegment segs[2];
   segs[0].a = operand(x, st.bf16, in, true);
   segs[0].b = operand(w, st.bf16, in, true);
   segs[0].K = in;
-  segs[1].a = operand(u0, false, r, true, static_cast<float>(scale));
+  segs[1].a = operand(us, st.bf16, r, true);
   segs[1].b = operand(B, st.bf16, r, true);
   segs[1].K = r;
   kernels::cuda::tc_gemm(st.math, N, out, segs, 2, drop, epilogue(y, st.bf16, out, 1.f, b), l.stream);
 }
 
 void lora_fused_backward(int64_t N, int64_t in, int64_t out, int64_t r, const void* dy, const void* x, const void* w,
-                         const void* A, const void* B, const void* u0, double scale, double p, uint64_t seed,
-                         void* dU0, void* dx, void* dA, void* dB, DType dtype, Device dev) {
+                         const void* A, const void* B, const void* us, double scale, double p, uint64_t seed,
+                         void* dU, void* dx, void* dA, void* dB, DType dtype, Device dev) {
   check_sizes(N, in, out, r, p);
   const Setup st = setup(dtype);
   detail::Launch l(dev);
   const TcDropout drop{p, seed, 0};
   const float s = static_cast<float>(scale);
-  if (dB) {  // dB[o, j] = s · Σ_n dY[n, o] · u0[n, j]
+  if (dB) {  // dB[o, j] = Σ_n dY[n, o] · us[n, j]
     TcSegment seg;
     seg.a = operand(dy, st.bf16, out, false);
-    seg.b = operand(u0, false, r, false);
+    seg.b = operand(us, st.bf16, r, false);
     seg.K = N;
-    kernels::cuda::tc_gemm(st.math, out, r, &seg, 1, drop, epilogue(dB, st.bf16, r, s), l.stream);
+    kernels::cuda::tc_gemm(st.math, out, r, &seg, 1, drop, epilogue(dB, st.bf16, r), l.stream);
   }
-  if (dA || dx) {  // dU0[n, j] = s · Σ_o dY[n, o] · B[o, j]
+  if (dA || dx) {  // dU[n, j] = s · Σ_o dY[n, o] · B[o, j]
     TcSegment seg;
     seg.a = operand(dy, st.bf16, out, true);
     seg.b = operand(B, st.bf16, r, false);
     seg.K = out;
-    kernels::cuda::tc_gemm(st.math, N, r, &seg, 1, drop, epilogue(dU0, false, r, s), l.stream);
+    kernels::cuda::tc_gemm(st.math, N, r, &seg, 1, drop, epilogue(dU, st.bf16, r, s), l.stream);
   }
-  if (dA) {  // dA[j, i] = Σ_n dU0[n, j] · dropout(x)[n, i]
+  if (dA) {  // dA[j, i] = Σ_n dU[n, j] · dropout(x)[n, i]
     TcSegment seg;
-    seg.a = operand(dU0, false, r, false);
+    seg.a = operand(dU, st.bf16, r, false);
     seg.b = operand(x, st.bf16, in, false, 1.f, p > 0);
     seg.K = N;
     kernels::cuda::tc_gemm(st.math, r, in, &seg, 1, drop, epilogue(dA, st.bf16, in), l.stream);
   }
-  if (dx) {  // dX[n, i] = keep(n·in + i) / (1 − p) · Σ_j dU0[n, j] · A[j, i] + Σ_o dY[n, o] · W[o, i]
+  if (dx) {  // dX[n, i] = keep(n·in + i) / (1 − p) · Σ_j dU[n, j] · A[j, i] + Σ_o dY[n, o] · W[o, i]
     TcSegment segs[2];
-    segs[0].a = operand(dU0, false, r, true);
+    segs[0].a = operand(dU, st.bf16, r, true);
     segs[0].b = operand(A, st.bf16, in, false);
     segs[0].K = r;
     segs[0].mask_result = p > 0;

@@ -20,13 +20,16 @@
 
 #include "core/error.h"
 #include "kernels/cuda/check.cuh"
-#include "kernels/philox.h"
+#include "kernels/cuda/tc_gemm_internal.cuh"
 
 namespace peft::kernels::cuda {
 
 namespace {
 
 namespace wmma = nvcuda::wmma;
+using tc_detail::keep_factor;
+using tc_detail::load_elem;
+using tc_detail::Params;
 
 constexpr int kBM = 64, kBN = 64, kBK = 32, kTcThreads = 128;
 static_assert(kBM == kBN, "stage() stages both operands as kBM x kBK slices");
@@ -50,27 +53,6 @@ struct MathTraits<TcMath::TF32> {
   static constexpr int kPad = 4;
   __device__ static smem_t convert(float v) { return wmma::__float_to_tf32(v); }
 };
-
-struct Params {
-  int64_t M, N;
-  TcSegment segs[kTcMaxSegments];
-  int nseg;
-  uint64_t seed, offset;
-  float p;           // float(p): the Philox uniform is compared in float, as everywhere
-  float keep_scale;  // float(1 / (1 - p)) computed in double, as the CPU's dropout_philox
-  TcEpilogue ep;
-};
-
-__device__ __forceinline__ float load_elem(const void* p, bool bf16, int64_t off) {
-  if (bf16) return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[off]);
-  return static_cast<const float*>(p)[off];
-}
-
-// kernels/cuda/dropout.cu's decision for element e, times its scale.
-__device__ __forceinline__ float keep_factor(const Params& P, int64_t e) {
-  const float u = philox_word_to_uniform(philox_bits(P.seed, P.offset, static_cast<uint64_t>(e)));
-  return u < P.p ? 0.f : P.keep_scale;
-}
 
 // A kBM (== kBN) × kBK slice of an operand, rows i0.., k0.., into s[i][k] (row stride ld_s).
 // Consecutive threads read consecutive addresses in either orientation.
@@ -163,23 +145,10 @@ __global__ void __launch_bounds__(kTcThreads) tc_gemm_kernel(const Params P) {
 
   store_tile();
   __syncthreads();
-  const TcEpilogue& ep = P.ep;
   for (int idx = threadIdx.x; idx < kBM * kBN; idx += kTcThreads) {
     const int i = idx / kBN, j = idx % kBN;
     const int64_t gm = m0 + i, gn = n0 + j;
-    if (gm >= P.M || gn >= P.N) continue;
-    float v = ep.alpha * sC[i * kLdC + j];
-    if (ep.bias) v += load_elem(ep.bias, ep.bias_bf16, gn);
-    const int64_t off = gm * ep.ldc + gn;
-    if (ep.out_bf16) {
-      __nv_bfloat16* o = static_cast<__nv_bfloat16*>(ep.out);
-      if (ep.accumulate) v += __bfloat162float(o[off]);
-      o[off] = __float2bfloat16_rn(v);
-    } else {
-      float* o = static_cast<float*>(ep.out);
-      if (ep.accumulate) v += o[off];
-      o[off] = v;
-    }
+    if (gm < P.M && gn < P.N) tc_detail::write_out(P.ep, gm, gn, sC[i * kLdC + j]);
   }
 }
 
@@ -221,6 +190,7 @@ void tc_gemm(TcMath math, int64_t M, int64_t N, const TcSegment* segs, int nseg,
   const int64_t mt = (M + kBM - 1) / kBM, nt = (N + kBN - 1) / kBN;
   PEFT_CHECK(mt <= 0x7fffffff && nt <= 65535, "tc_gemm: ", M, " x ", N, " is beyond the launch grid (at most ",
              65535 * kBN, " columns)");
+  if (tc_detail::pipelined_eligible(math, P)) return tc_detail::launch_pipelined(math, P, stream);
   const dim3 grid(static_cast<unsigned>(mt), static_cast<unsigned>(nt));
   if (math == TcMath::BF16) tc_gemm_kernel<TcMath::BF16><<<grid, kTcThreads, 0, stream>>>(P);
   else tc_gemm_kernel<TcMath::TF32><<<grid, kTcThreads, 0, stream>>>(P);

@@ -18,9 +18,11 @@
 // kernels/cuda/dropout.cuh's Philox decision for element e of stream (seed, offset) — so the mask
 // is regenerated, never stored, and equals the CPU's kernels/cpu/dropout_philox mask.
 //
-// Any M, N, K (tails zero-filled on load, guarded on store); any alignment (scalar loads).
-// Untuned: 64×64×32 tiles, 4 warps, single-buffered shared memory. Device pointers; queues on
-// `stream` without syncing.
+// Any M, N, K (tails zero-filled on load, guarded on store), any alignment. Two kernels behind one
+// entry point: products whose operands need no conversion, scale or mask on load, are 16-byte
+// aligned and larger than 64 in M and N take the pipelined one (128×128 tiles, two-stage cp.async,
+// tc_gemm_pipelined.cu); the rest the simple one (64×64×32 tiles, scalar loads, single-buffered,
+// tc_gemm.cu). Both untuned. Device pointers; queues on `stream` without syncing.
 #pragma once
 #include <cuda_runtime.h>
 

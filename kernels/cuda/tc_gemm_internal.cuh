@@ -1,0 +1,59 @@
+// kernels/cuda/tc_gemm_internal.cuh — what tc_gemm.cu's two kernels share: the launch parameters
+// (checked and compacted by tc_gemm()), the element load, the regenerated dropout decision and
+// the epilogue's per-element write. Internal to kernels/cuda/tc_gemm*.cu.
+#pragma once
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/tc_gemm.cuh"
+#include "kernels/philox.h"
+
+namespace peft::kernels::cuda::tc_detail {
+
+struct Params {
+  int64_t M, N;
+  TcSegment segs[kTcMaxSegments];  // only segments with K > 0
+  int nseg;
+  uint64_t seed, offset;
+  float p;           // float(p): the Philox uniform is compared in float, as everywhere
+  float keep_scale;  // float(1 / (1 - p)) computed in double, as the CPU's dropout_philox
+  TcEpilogue ep;
+};
+
+__device__ __forceinline__ float load_elem(const void* p, bool bf16, int64_t off) {
+  if (bf16) return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[off]);
+  return static_cast<const float*>(p)[off];
+}
+
+// kernels/cuda/dropout.cu's decision for element e, times its scale.
+__device__ __forceinline__ float keep_factor(const Params& P, int64_t e) {
+  const float u = philox_word_to_uniform(philox_bits(P.seed, P.offset, static_cast<uint64_t>(e)));
+  return u < P.p ? 0.f : P.keep_scale;
+}
+
+// out[gm, gn] = alpha · acc (+ bias[gn]) (+ out[gm, gn]), rounded once to the output's dtype.
+__device__ __forceinline__ void write_out(const TcEpilogue& ep, int64_t gm, int64_t gn, float acc) {
+  float v = ep.alpha * acc;
+  if (ep.bias) v += load_elem(ep.bias, ep.bias_bf16, gn);
+  const int64_t off = gm * ep.ldc + gn;
+  if (ep.out_bf16) {
+    __nv_bfloat16* o = static_cast<__nv_bfloat16*>(ep.out);
+    if (ep.accumulate) v += __bfloat162float(o[off]);
+    o[off] = __float2bfloat16_rn(v);
+  } else {
+    float* o = static_cast<float*>(ep.out);
+    if (ep.accumulate) v += o[off];
+    o[off] = v;
+  }
+}
+
+// The pipelined kernel (tc_gemm_pipelined.cu) takes products larger than 64 in M and N whose
+// operands are all stored in the tensor cores' input dtype (BF16, or F32 for TF32), 16-byte
+// aligned with leading dimensions a multiple of 16 bytes, unscaled, without dropout on load, every
+// a operand k-inner and every b operand of one orientation. Everything else runs on the simple
+// kernel.
+bool pipelined_eligible(TcMath math, const Params& P);
+void launch_pipelined(TcMath math, const Params& P, cudaStream_t stream);
+
+}  // namespace peft::kernels::cuda::tc_detail
