@@ -10,8 +10,9 @@
 // TF32. Odd leading dimensions (in = 67) run everything on tc_gemm's simple kernel; leading
 // dimensions that are multiples of 16 bytes send the products larger than 64 in both directions
 // (y, dX; dU at r = 128) through the pipelined one (which products take it is checked
-// separately, on the host). tc_gemm is also tested directly: partial 16-byte chunks at the K and N
-// edges, bias, alpha and accumulate, each product on both kernels.
+// separately, on the host); a batch of 1100 rows splits dA's and dB's K. tc_gemm is also tested
+// directly: partial 16-byte chunks at the K and N edges, bias, alpha and accumulate, each product
+// on both kernels.
 //
 // Tolerances: the inputs are the values the device sees (BF16-rounded for BF16). The error of a
 // dot product of K rounded terms scales with the terms, not with the sum (which may cancel), so
@@ -268,6 +269,11 @@ TEST_CASE("fused LoRA kernels match a double reference: r 1..128, tails, dropout
   for (bool bf16 : {false, true}) {
     run_kernel_case({bf16, 150, 200, 131, 16, 0.1});
     run_kernel_case({bf16, 300, 264, 136, 16, 0.1});
+  }
+  // A batch long enough for split-K in dA and dB (K = N = 1100: 4 slices of 288, the last shorter).
+  for (bool bf16 : {false, true}) {
+    run_kernel_case({bf16, 1100, 72, 40, 16, 0.1});
+    run_kernel_case({bf16, 1100, 67, 45, 8, 0.0});
   }
   // Degenerate sizes: an empty batch still zero-fills dA and dB; in = 0 leaves y = b, dA / dx empty.
   run_kernel_case({true, 0, 67, 45, 8, 0.1});

@@ -16,8 +16,10 @@
 // dW / db are not here: W is frozen in LoRA training; core/ops_lora.cpp computes them through
 // cuBLAS when they are asked for. dB and dU are two passes over dY (the issue asks for one;
 // a later tuning step).
+#include <algorithm>
 #include <cstdint>
 
+#include "core/cuda_api.h"
 #include "core/cuda_ops.h"
 #include "core/error.h"
 #include "kernels/cuda/launch.cuh"
@@ -74,6 +76,24 @@ TcEpilogue epilogue(void* out, bool bf16, int64_t ldc, float alpha = 1.f, const 
   return e;
 }
 
+// F32 scratch for tc_gemm's split-K partial sums (dA and dB: K = the batch, few output tiles),
+// from the device's caching allocator; freed blocks are reused in stream order, so releasing it
+// right after queuing the launches is safe.
+class SplitWorkspace {
+ public:
+  SplitWorkspace(Device dev, size_t bytes) : dev_(dev), bytes_(bytes), p_(cuda::device_alloc(dev, bytes)) {}
+  ~SplitWorkspace() { cuda::device_free(dev_, p_); }
+  SplitWorkspace(const SplitWorkspace&) = delete;
+  SplitWorkspace& operator=(const SplitWorkspace&) = delete;
+  void* get() const { return p_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  Device dev_;
+  size_t bytes_;
+  void* p_;
+};
+
 }  // namespace
 
 void lora_fused_forward(int64_t N, int64_t in, int64_t out, int64_t r, const void* x, const void* w, const void* b,
@@ -109,12 +129,14 @@ void lora_fused_backward(int64_t N, int64_t in, int64_t out, int64_t r, const vo
   detail::Launch l(dev);
   const TcDropout drop{p, seed, 0};
   const float s = static_cast<float>(scale);
+  // Up to 8 splits of the larger of dA (r, in) and dB (out, r).
+  SplitWorkspace ws(dev, (dA || dB) ? 8 * static_cast<size_t>(std::max(r * in, out * r)) * sizeof(float) : 0);
   if (dB) {  // dB[o, j] = Σ_n dY[n, o] · us[n, j]
     TcSegment seg;
     seg.a = operand(dy, st.bf16, out, false);
     seg.b = operand(us, st.bf16, r, false);
     seg.K = N;
-    kernels::cuda::tc_gemm(st.math, out, r, &seg, 1, drop, epilogue(dB, st.bf16, r), l.stream);
+    kernels::cuda::tc_gemm(st.math, out, r, &seg, 1, drop, epilogue(dB, st.bf16, r), l.stream, ws.get(), ws.bytes());
   }
   if (dA || dx) {  // dU[n, j] = s · Σ_o dY[n, o] · B[o, j]
     TcSegment seg;
@@ -128,7 +150,7 @@ void lora_fused_backward(int64_t N, int64_t in, int64_t out, int64_t r, const vo
     seg.a = operand(dU, st.bf16, r, false);
     seg.b = operand(x, st.bf16, in, false, 1.f, p > 0);
     seg.K = N;
-    kernels::cuda::tc_gemm(st.math, r, in, &seg, 1, drop, epilogue(dA, st.bf16, in), l.stream);
+    kernels::cuda::tc_gemm(st.math, r, in, &seg, 1, drop, epilogue(dA, st.bf16, in), l.stream, ws.get(), ws.bytes());
   }
   if (dx) {  // dX[n, i] = keep(n·in + i) / (1 − p) · Σ_j dU[n, j] · A[j, i] + Σ_o dY[n, o] · W[o, i]
     TcSegment segs[2];

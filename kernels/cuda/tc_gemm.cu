@@ -18,6 +18,8 @@
 #include <cuda_bf16.h>
 #include <mma.h>
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/tc_gemm_internal.cuh"
@@ -33,6 +35,9 @@ using tc_detail::Params;
 
 constexpr int kBM = 64, kBN = 64, kBK = 32, kTcThreads = 128;
 static_assert(kBM == kBN, "stage() stages both operands as kBM x kBK slices");
+// Split-K tuning (see tc_gemm): ~2 blocks per SM of an H100 (132 SMs), slices of >= 256 k.
+constexpr int64_t kSplitTargetBlocks = 264, kMinSplitK = 256;
+constexpr int kMaxSplits = 64;
 constexpr int kLdC = kBN + 4;  // float row stride of the staged output tile (a multiple of 4, as WMMA needs)
 
 template <TcMath M>
@@ -106,7 +111,10 @@ __global__ void __launch_bounds__(kTcThreads) tc_gemm_kernel(const Params P) {
 
   for (int s = 0; s < P.nseg; ++s) {
     const TcSegment& seg = P.segs[s];
-    for (int64_t k0 = 0; k0 < seg.K; k0 += kBK) {
+    // This block's k range: all of K, or split z's slice of it.
+    const int64_t k_begin = P.partial ? static_cast<int64_t>(blockIdx.z) * P.k_split : 0;
+    const int64_t k_end = P.partial && k_begin + P.k_split < seg.K ? k_begin + P.k_split : seg.K;
+    for (int64_t k0 = k_begin; k0 < k_end; k0 += kBK) {
       stage<Tr>(sA, seg.a, m0, k0, P.M, seg.K, P);
       stage<Tr>(sB, seg.b, n0, k0, P.N, seg.K, P);
       __syncthreads();
@@ -148,7 +156,20 @@ __global__ void __launch_bounds__(kTcThreads) tc_gemm_kernel(const Params P) {
   for (int idx = threadIdx.x; idx < kBM * kBN; idx += kTcThreads) {
     const int i = idx / kBN, j = idx % kBN;
     const int64_t gm = m0 + i, gn = n0 + j;
-    if (gm < P.M && gn < P.N) tc_detail::write_out(P.ep, gm, gn, sC[i * kLdC + j]);
+    if (gm >= P.M || gn >= P.N) continue;
+    if (P.partial) P.partial[(static_cast<int64_t>(blockIdx.z) * P.M + gm) * P.N + gn] = sC[i * kLdC + j];
+    else tc_detail::write_out(P.ep, gm, gn, sC[i * kLdC + j]);
+  }
+}
+
+// Split-K's second step: the splits' partial sums added in split order (deterministic), then the
+// epilogue, one thread per output element.
+__global__ void split_k_reduce_kernel(const Params P, int splits) {
+  const int64_t total = P.M * P.N, step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += step) {
+    float v = 0.f;
+    for (int z = 0; z < splits; ++z) v += P.partial[z * total + e];
+    tc_detail::write_out(P.ep, e / P.N, e % P.N, v);
   }
 }
 
@@ -162,7 +183,7 @@ void check_operand(const TcOperand& op, int64_t rows, int64_t K, int s, const ch
 }  // namespace
 
 void tc_gemm(TcMath math, int64_t M, int64_t N, const TcSegment* segs, int nseg, const TcDropout& drop,
-             const TcEpilogue& ep, cudaStream_t stream) {
+             const TcEpilogue& ep, cudaStream_t stream, void* workspace, size_t workspace_bytes) {
   PEFT_CHECK(M >= 0 && N >= 0, "tc_gemm: negative size ", M, " x ", N);
   PEFT_CHECK(nseg >= 0 && nseg <= kTcMaxSegments, "tc_gemm: ", nseg, " segments, at most ", kTcMaxSegments);
   PEFT_CHECK(drop.p >= 0 && drop.p < 1, "tc_gemm: dropout probability must be in [0, 1), got ", drop.p);
@@ -191,9 +212,29 @@ void tc_gemm(TcMath math, int64_t M, int64_t N, const TcSegment* segs, int nseg,
   PEFT_CHECK(mt <= 0x7fffffff && nt <= 65535, "tc_gemm: ", M, " x ", N, " is beyond the launch grid (at most ",
              65535 * kBN, " columns)");
   if (tc_detail::pipelined_eligible(math, P)) return tc_detail::launch_pipelined(math, P, stream);
-  const dim3 grid(static_cast<unsigned>(mt), static_cast<unsigned>(nt));
+  // Split-K for long, narrow products (LoRA's dA = dUᵀ·x and dB = dYᵀ·us: K = the batch, an output
+  // of r × in): too few tiles to fill the GPU, each walking all of K. Splits until about
+  // kSplitTargetBlocks blocks run, each slice at least kMinSplitK long, within the workspace.
+  int splits = 1;
+  if (workspace && P.nseg == 1 && !P.segs[0].mask_result) {
+    const int64_t tiles = mt * nt, K = P.segs[0].K;
+    const int64_t by_blocks = (kSplitTargetBlocks + tiles - 1) / tiles, by_k = K / kMinSplitK;
+    const int64_t by_space = static_cast<int64_t>(workspace_bytes / (static_cast<size_t>(M * N) * sizeof(float)));
+    const int64_t want = std::min({by_blocks, by_k, by_space, static_cast<int64_t>(kMaxSplits)});
+    if (want >= 2) {
+      P.k_split = ((K + want - 1) / want + kBK - 1) / kBK * kBK;  // a whole number of K slices
+      splits = static_cast<int>((K + P.k_split - 1) / P.k_split);
+      P.partial = static_cast<float*>(workspace);
+    }
+  }
+  const dim3 grid(static_cast<unsigned>(mt), static_cast<unsigned>(nt), static_cast<unsigned>(splits));
   if (math == TcMath::BF16) tc_gemm_kernel<TcMath::BF16><<<grid, kTcThreads, 0, stream>>>(P);
   else tc_gemm_kernel<TcMath::TF32><<<grid, kTcThreads, 0, stream>>>(P);
+  PEFT_KERNEL_CHECK();
+  if (splits > 1) {
+    const int64_t blocks = std::min<int64_t>((M * N + 255) / 256, 4096);
+    split_k_reduce_kernel<<<static_cast<unsigned>(blocks), 256, 0, stream>>>(P, splits);
+  }
   PEFT_KERNEL_CHECK();
 }
 

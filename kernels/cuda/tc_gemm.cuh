@@ -66,8 +66,12 @@ struct TcEpilogue {
 
 constexpr int kTcMaxSegments = 2;
 
-// Checks its arguments (peft::Error naming the problem) and launches one kernel.
+// Checks its arguments (peft::Error naming the problem) and launches one kernel — or two: given a
+// device workspace, a long and narrow single-segment product without a result mask (few output
+// tiles, large K) is split along K into F32 partial sums there (at most workspace_bytes), then
+// added in a fixed order (deterministic). The workspace must stay allocated until the launches
+// are done (stream order).
 void tc_gemm(TcMath math, int64_t M, int64_t N, const TcSegment* segs, int nseg, const TcDropout& drop,
-             const TcEpilogue& ep, cudaStream_t stream);
+             const TcEpilogue& ep, cudaStream_t stream, void* workspace = nullptr, size_t workspace_bytes = 0);
 
 }  // namespace peft::kernels::cuda

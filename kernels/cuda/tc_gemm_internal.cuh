@@ -19,6 +19,11 @@ struct Params {
   float p;           // float(p): the Philox uniform is compared in float, as everywhere
   float keep_scale;  // float(1 / (1 - p)) computed in double, as the CPU's dropout_philox
   TcEpilogue ep;
+  // Split-K (simple kernel, one unmasked segment): block z sums k in [z·k_split, (z+1)·k_split)
+  // and stores its raw sum to partial[z·M·N + m·N + n]; a second kernel adds the splits in order
+  // and applies the epilogue. partial == nullptr: no split.
+  float* partial;
+  int64_t k_split;
 };
 
 __device__ __forceinline__ float load_elem(const void* p, bool bf16, int64_t off) {
