@@ -9,7 +9,9 @@
 //                the bar is ≥ 0.8)
 //   mlp_step     the seed MLP LoRA training step (forward, NLL, backward, AdamW) at batch 64, 1024
 //   poolformer   PoolFormer-M36 + the seed's LoRA config, forward + backward, batch 32, 224²
-//   lora_linear  the LoRA tax at spec/performance.md §1's headline shape (see case_lora_linear)
+//   lora_linear  the LoRA tax at spec/performance.md §1's headline shape (bench/gpu_suite_lora.cpp)
+//   lora_sweep   the same over §1's grid of shapes, BF16 and TF32, plain / fused / naive (not in
+//                "all": ~200 configurations; run it by name)
 // Every result is checked against a reference (host double, or our CPU backend) before it is
 // timed; a failed check or a peft::Error (an op without a CUDA kernel, out of memory) prints
 // {"impl", "case", "error"} for that case and the suite goes on.
@@ -21,7 +23,8 @@
 // GEMM operands dwarf the 50 MB L2, and the MLP/PoolFormer steps reuse their weights as training
 // does ("l2_flush": false says so).
 // Without a CUDA device: one line {"skipped": "no CUDA device"}, exit 0.
-//   usage: bench_gpu_suite [--case gemm|elementwise|mlp_step|poolformer|lora_linear|all] [--repeats N]
+//   usage: bench_gpu_suite [--case gemm|elementwise|mlp_step|poolformer|lora_linear|lora_sweep|all]
+//                          [--repeats N]
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -35,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "gpu_bench.h"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/memory.cuh"   // the engine's stream: events and raw calls must be queued on it
 #include "kernels/cuda/runtime.cuh"  // device_name
@@ -42,20 +46,14 @@
 #include "poolformer_lora/poolformer_lora.h"
 
 using namespace peft;
-using Json = nlohmann::ordered_json;
 
-namespace {
+namespace gpu_bench {
 
 const Device kGpu = Device::cuda(0);
 std::string g_device_name;
 
 // ---------------------------------------------------------------------------- timing and output
 
-struct Timing {
-  double median_ms = 0, min_ms = 0;
-  int repeats = 0;
-  size_t alloc_at_start = 0, peak_alloc = 0;
-};
 
 // Owns the events of one timed run (destroyed on every path, exceptions included).
 struct Events {
@@ -132,8 +130,9 @@ void guarded(const std::string& name, const std::function<void()>& body) {
     body();
   } catch (const std::exception& e) {
     emit(Json{{"impl", "peft.cpp"}, {"case", name}, {"device", g_device_name}, {"error", e.what()}});
-    // A failed case must not leak its sticky state (TF32) or its cached blocks into the next.
+    // A failed case must not leak its sticky state (TF32, fused LoRA) or its cached blocks into the next.
     cuda::set_allow_tf32(false);
+    cuda::set_lora_fused(false);
     (void)cudaGetLastError();
     cuda::empty_cache(kGpu);
   }
@@ -193,6 +192,12 @@ double sampled_gemm_err(const std::vector<float>& a, const std::vector<float>& b
 void require(double err, double tol, const std::string& what) {
   PEFT_CHECK(err <= tol, "check failed before timing: ", what, " relative error ", err, " > ", tol);
 }
+
+}  // namespace gpu_bench
+
+using namespace gpu_bench;
+
+namespace {
 
 // ---------------------------------------------------------------------------- gemm
 
@@ -410,132 +415,6 @@ void case_poolformer(int repeats) {
   });
 }
 
-// ---------------------------------------------------------------------------- lora_linear
-
-// spec/performance.md §1 at its headline shape (N = 8192, in = out = 4096, r = 16): the plain
-// linear and lora_linear (W frozen: dX, dA, dB) forward and forward + backward, dropout 0 and 0.1,
-// in F32, F32 with TF32, and BF16 (adapters in BF16 too). "tax" = lora / plain − 1 of the same
-// pass; "roofline_pct" uses the spec's F and Q_min and the H100 / H200 peaks. lora_linear on CUDA
-// takes the fused tensor-core kernels (kernels/cuda/lora_fused.cu) in BF16 and TF32 when
-// cuda::set_lora_fused(true) ("lora_*", "fused": true; the sampled check below runs through them
-// too) and the cuBLAS chain otherwise; in
-// BF16 / TF32 the chain is timed too ("naive_*": base GEMM, shrink, expand accumulated into y,
-// Philox dropout), each with its tax against the plain pass.
-void case_lora_linear(int repeats) {
-  const int64_t N = 8192, in = 4096, out = 4096, r = 16;
-  const double s = 2.0;
-  struct Variant {
-    const char* name;
-    DType dt;
-    bool tf32;
-    double peak_tflops;
-  };
-  const bool h200 = g_device_name.find("H200") != std::string::npos;
-  const double bw = h200 ? 4.8e12 : 3.35e12;
-  for (const Variant v : {Variant{"f32", DType::F32, false, 67}, Variant{"tf32", DType::F32, true, 495},
-                          Variant{"bf16", DType::BF16, false, 989}})
-    for (const double p : {0.0, 0.1}) {
-      const std::string base = std::string("lora_linear_") + v.name + (p > 0 ? "_dropout0.1" : "");
-      guarded(base, [&] {
-        cuda::set_allow_tf32(v.tf32);
-        Generator gen(3);
-        auto make = [&](const Shape& sh, double scale) {
-          return mul(Tensor::randn(sh, DType::F32, &gen), scale).to(kGpu).to(v.dt);
-        };
-        const Tensor x = make({N, in}, 1.0), W = make({out, in}, 0.02), b = make({out}, 0.1);
-        const Tensor A = make({r, in}, 0.02), B = make({out, r}, 0.02), gy = make({N, out}, 1.0);
-        double err = 0;
-        if (p == 0) {  // 64 sampled outputs against host double (with dropout: the tests check the mask)
-          const std::vector<float> xh = host_floats(x), wh = host_floats(W), bh = host_floats(b);
-          const std::vector<float> ah = host_floats(A), bbh = host_floats(B);
-          // Both paths where both exist; `err` keeps the larger.
-          for (const bool fused : {false, true}) {
-            if (fused && !(v.dt == DType::BF16 || v.tf32)) continue;
-            cuda::set_lora_fused(fused);
-            poison_next({N, out}, v.dt);
-            const std::vector<float> yh = host_floats(lora_linear(x, W, b, A, B, s));
-            cuda::set_lora_fused(false);
-            double num = 0, den = 0;
-            for (int64_t k = 0; k < 64; ++k) {
-              const int64_t i = (k * 7919 + 13) % N, o = (k * 104729 + 7) % out;
-              double ref = bh[o], low = 0;
-              for (int64_t q = 0; q < r; ++q) {
-                double u = 0;
-                for (int64_t c = 0; c < in; ++c) u += static_cast<double>(xh[i * in + c]) * ah[q * in + c];
-                low += u * bbh[o * r + q];
-              }
-              for (int64_t c = 0; c < in; ++c) ref += static_cast<double>(xh[i * in + c]) * wh[o * in + c];
-              ref += s * low;
-              num += (yh[i * out + o] - ref) * (yh[i * out + o] - ref);
-              den += ref * ref;
-            }
-            const double e = std::sqrt(num / std::max(den, 1e-300));
-            require(e, v.dt == DType::BF16 || v.tf32 ? 1e-2 : 1e-5,
-                    base + (fused ? " (fused)" : " (cuBLAS chain)") + " vs host double");
-            err = std::max(err, e);
-          }
-        }
-        Tensor xg = x.detach().requires_grad_(), Ag = A.detach().requires_grad_();
-        Tensor Bg = B.detach().requires_grad_();
-        const double fwd_flops = 2.0 * N * in * out, lora_flops = 2.0 * N * r * (in + out);
-        const double esz = static_cast<double>(dtype_size(v.dt));
-        const double q_min = esz * (N * in + out * in + N * out + r * in + out * r);
-        struct Pass {
-          std::string name;
-          double flops;
-          std::function<void()> step;
-          int plain = -1;     // index of the plain pass this one's tax is measured against
-          bool fused = true;  // false: cuda::set_lora_fused(false), the cuBLAS chain in PEFT's order
-        };
-        auto lora_fwd = [&] { (void)lora_linear(x, W, b, A, B, s, p, true); };
-        auto lora_fwd_bwd = [&] {
-          xg.zero_grad();
-          Ag.zero_grad();
-          Bg.zero_grad();
-          lora_linear(xg, W, b, Ag, Bg, s, p, true).backward(gy);
-        };
-        std::vector<Pass> passes = {
-            {"plain_fwd", fwd_flops, [&] { (void)linear(x, W, b); }},
-            {"plain_fwd_bwd", 2 * fwd_flops,
-             [&] {
-               xg.zero_grad();
-               linear(xg, W, b).backward(gy);
-             }},
-            {"lora_fwd", fwd_flops + lora_flops, lora_fwd, 0},
-            {"lora_fwd_bwd", 2 * fwd_flops + 3 * lora_flops, lora_fwd_bwd, 1},
-        };
-        // Where lora_linear takes the fused kernels (BF16, TF32), the chain too: "naive" = separate
-        // kernels in PEFT's order, "lora" = fused.
-        if (v.dt == DType::BF16 || v.tf32) {
-          passes.push_back({"naive_fwd", fwd_flops + lora_flops, lora_fwd, 0, false});
-          passes.push_back({"naive_fwd_bwd", 2 * fwd_flops + 3 * lora_flops, lora_fwd_bwd, 1, false});
-        }
-        std::vector<double> ms(passes.size(), 0);
-        for (size_t k = 0; k < passes.size(); ++k) {
-          const Pass& ps = passes[k];
-          cuda::set_lora_fused(ps.fused);
-          const Timing t = time_step(3, repeats, ps.step);
-          cuda::set_lora_fused(false);  // the library's default
-          ms[k] = t.median_ms;
-          const double t_star = std::max(ps.flops / (v.peak_tflops * 1e12), q_min / bw);
-          Json j = line("peft.cpp", base + "_" + ps.name, v.name, t);
-          j["n"] = N;
-          j["in"] = in;
-          j["out"] = out;
-          j["r"] = r;
-          j["dropout"] = p;
-          j["fused"] = ps.plain >= 0 && ps.fused && (v.dt == DType::BF16 || v.tf32);
-          j["tflops"] = round_to(ps.flops / (t.median_ms * 1e9), 1e-3);
-          j["roofline_pct"] = round_to(100.0 * t_star / (t.median_ms * 1e-3), 0.1);
-          if (ps.plain >= 0) j["tax"] = round_to(t.median_ms / ms[static_cast<size_t>(ps.plain)] - 1.0, 1e-3);
-          if (p == 0) j["check_rel_err"] = err;
-          emit(j);
-        }
-        cuda::set_allow_tf32(false);
-      });
-    }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -548,12 +427,13 @@ int main(int argc, char** argv) {
   }
   const std::vector<std::pair<std::string, std::function<void(int)>>> cases = {
       {"gemm", case_gemm}, {"elementwise", case_elementwise}, {"mlp_step", case_mlp_step},
-      {"poolformer", case_poolformer}, {"lora_linear", case_lora_linear}};
+      {"poolformer", case_poolformer}, {"lora_linear", case_lora_linear}, {"lora_sweep", case_lora_sweep}};
   const bool known = which == "all" || std::any_of(cases.begin(), cases.end(), [&](const auto& c) {
                        return c.first == which;
                      });
   if (!known || argc % 2 == 0) {
-    std::fprintf(stderr, "usage: %s [--case gemm|elementwise|mlp_step|poolformer|lora_linear|all] [--repeats N]\n",
+    std::fprintf(stderr,
+                 "usage: %s [--case gemm|elementwise|mlp_step|poolformer|lora_linear|lora_sweep|all] [--repeats N]\n",
                  argv[0]);
     return 2;
   }
@@ -566,7 +446,7 @@ int main(int argc, char** argv) {
   manual_seed(0);
   try {
     for (const auto& [name, run] : cases)
-      if (which == "all" || which == name) run(repeats);
+      if (which == name || (which == "all" && name != "lora_sweep")) run(repeats);
   } catch (const std::exception& e) {  // outside any case: setup of the device itself failed
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -1,6 +1,7 @@
 """PyTorch eager peer of bench_gpu_suite (bench/gpu_suite.cpp): the same cases and JSON fields on
 the GPU, LoRA done the PEFT way (the `peft` package), PoolFormer-M36 from timm.
-    python3 gpu_suite_torch.py [gemm|elementwise|mlp_step|poolformer|lora_linear|all]   (env REPEATS)
+    python3 gpu_suite_torch.py [gemm|elementwise|mlp_step|poolformer|lora_linear|lora_sweep|all]   (env REPEATS)
+("all" leaves out lora_sweep, spec/performance.md section 1's grid of ~200 shapes: run it by name.)
 Timing as in the C++ suite: warm-up, then each repeat between two torch.cuda.Events with the GPU
 drained before it; median and min; torch.cuda.max_memory_allocated() after a reset taken once the
 case's weights and inputs are resident (alloc_at_start_bytes). F32 runs exact (TF32 off for
@@ -152,53 +153,69 @@ def case_poolformer(repeats):
     guarded("poolformer_m36_fwd_bwd_b32", body)
 
 
+def lora_config(base, name, dtype, tf32, n, d_in, d_out, r, p, repeats):
+    """PEFT's eager LoRA Linear (separate dropout, A-GEMM, B-GEMM, scale, add) vs a plain F.linear
+    at one shape, the passes of the C++ lora_config (bench/gpu_suite_lora.cpp); tax = lora / plain - 1."""
+    s = 2.0
+
+    def body():
+        set_tf32(tf32)
+        g = torch.Generator(device="cuda").manual_seed(3)
+        mk = lambda *sh, sc: (torch.randn(*sh, device="cuda", generator=g) * sc).to(dtype)  # noqa: E731
+        x, w, b = mk(n, d_in, sc=1.0), mk(d_out, d_in, sc=0.02), mk(d_out, sc=0.1)
+        a, bb, gy = mk(r, d_in, sc=0.02), mk(d_out, r, sc=0.02), mk(n, d_out, sc=1.0)
+        drop = nn.Dropout(p) if p > 0 else nn.Identity()
+        xg, ag, bg = x.clone().requires_grad_(), a.clone().requires_grad_(), bb.clone().requires_grad_()
+        F = nn.functional
+
+        def lora(xx, aa, bbb):
+            return F.linear(xx, w, b) + F.linear(F.linear(drop(xx), aa), bbb) * s
+
+        def plain_bwd():
+            xg.grad = None
+            F.linear(xg, w, b).backward(gy)
+
+        def lora_bwd():
+            xg.grad = ag.grad = bg.grad = None
+            lora(xg, ag, bg).backward(gy)
+        plain = {}
+        for k, (pass_name, step) in enumerate((("plain_fwd", lambda: F.linear(x, w, b)),
+                                                ("lora_fwd", lambda: lora(x, a, bb)),
+                                                ("plain_fwd_bwd", plain_bwd), ("lora_fwd_bwd", lora_bwd))):
+            with torch.no_grad() if pass_name.endswith("fwd") else torch.enable_grad():
+                t = time_step(step, 3, repeats)
+            extra = {"n": n, "in": d_in, "out": d_out, "r": r, "dropout": p}
+            if k % 2 == 0:
+                plain[k // 2] = t["median_ms"]
+            else:
+                extra["tax"] = round(t["median_ms"] / plain[k // 2] - 1.0, 3)
+            emit(f"{base}_{pass_name}", name, t, **extra)
+        set_tf32(False)
+    guarded(base, body)
+
+
 def case_lora_linear(repeats):
-    """PEFT's eager LoRA Linear (separate dropout, A-GEMM, B-GEMM, scale, add) vs a plain F.linear,
-    the shapes and passes of the C++ case_lora_linear; tax = lora / plain - 1."""
-    n, d_in, d_out, r, s = 8192, 4096, 4096, 16, 2.0
+    """spec/performance.md section 1's headline shape: N 8192, 4096 x 4096, r 16."""
     for name, dtype, tf32 in (("f32", torch.float32, False), ("tf32", torch.float32, True),
                               ("bf16", torch.bfloat16, False)):
         for p in (0.0, 0.1):
             base = f"lora_linear_{name}" + ("_dropout0.1" if p > 0 else "")
+            lora_config(base, name, dtype, tf32, 8192, 4096, 4096, 16, p, repeats)
 
-            def body():
-                set_tf32(tf32)
-                g = torch.Generator(device="cuda").manual_seed(3)
-                mk = lambda *sh, sc: (torch.randn(*sh, device="cuda", generator=g) * sc).to(dtype)  # noqa: E731
-                x, w, b = mk(n, d_in, sc=1.0), mk(d_out, d_in, sc=0.02), mk(d_out, sc=0.1)
-                a, bb, gy = mk(r, d_in, sc=0.02), mk(d_out, r, sc=0.02), mk(n, d_out, sc=1.0)
-                drop = nn.Dropout(p) if p > 0 else nn.Identity()
-                xg, ag, bg = x.clone().requires_grad_(), a.clone().requires_grad_(), bb.clone().requires_grad_()
-                F = nn.functional
 
-                def lora(xx, aa, bbb):
-                    return F.linear(xx, w, b) + F.linear(F.linear(drop(xx), aa), bbb) * s
-
-                def plain_bwd():
-                    xg.grad = None
-                    F.linear(xg, w, b).backward(gy)
-
-                def lora_bwd():
-                    xg.grad = ag.grad = bg.grad = None
-                    lora(xg, ag, bg).backward(gy)
-                plain = {}
-                for k, (pass_name, step) in enumerate((("plain_fwd", lambda: F.linear(x, w, b)),
-                                                        ("lora_fwd", lambda: lora(x, a, bb)),
-                                                        ("plain_fwd_bwd", plain_bwd), ("lora_fwd_bwd", lora_bwd))):
-                    with torch.no_grad() if pass_name.endswith("fwd") else torch.enable_grad():
-                        t = time_step(step, 3, repeats)
-                    extra = {"n": n, "in": d_in, "out": d_out, "r": r, "dropout": p}
-                    if k % 2 == 0:
-                        plain[k // 2] = t["median_ms"]
-                    else:
-                        extra["tax"] = round(t["median_ms"] / plain[k // 2] - 1.0, 3)
-                    emit(f"{base}_{pass_name}", name, t, **extra)
-                set_tf32(False)
-            guarded(base, body)
+def case_lora_sweep(repeats):
+    """Section 1's grid, named as bench/gpu_suite_lora.cpp's case_lora_sweep (not in "all")."""
+    for name, dtype, tf32 in (("tf32", torch.float32, True), ("bf16", torch.bfloat16, False)):
+        for n in (2048, 4096, 8192, 16384):
+            for d_in, d_out in ((1024, 1024), (4096, 4096), (8192, 8192), (4096, 11008)):
+                for r in (8, 16, 64):
+                    for p in (0.0, 0.1):
+                        base = f"lora_sweep_{name}_n{n}_{d_in}x{d_out}_r{r}" + ("_dropout0.1" if p > 0 else "")
+                        lora_config(base, name, dtype, tf32, n, d_in, d_out, r, p, repeats)
 
 
 CASES = {"gemm": case_gemm, "elementwise": case_elementwise, "mlp_step": case_mlp_step,
-         "poolformer": case_poolformer, "lora_linear": case_lora_linear}
+         "poolformer": case_poolformer, "lora_linear": case_lora_linear, "lora_sweep": case_lora_sweep}
 
 
 def main():
@@ -212,7 +229,7 @@ def main():
     torch.manual_seed(0)
     set_tf32(False)
     for name, run in CASES.items():
-        if which in ("all", name):
+        if which == name or (which == "all" and name != "lora_sweep"):
             run(repeats)
 
 
