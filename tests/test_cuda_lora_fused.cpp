@@ -178,6 +178,26 @@ TEST_CASE("the double reference of the fused-kernel test agrees with CPU autogra
 namespace {
 using peft::testing::DeviceBuffer;
 
+// Host floats as device elements: F32 as they are, BF16 (uint16_t bits) rounded to nearest even.
+template <class T>
+std::vector<T> to_elems(const std::vector<float>& v) {
+  std::vector<T> t(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    if constexpr (sizeof(T) == 2) t[i] = float_to_bf16(v[i]);
+    else t[i] = v[i];
+  }
+  return t;
+}
+template <class T>
+std::vector<float> to_floats(const std::vector<T>& t) {
+  std::vector<float> v(t.size());
+  for (size_t i = 0; i < t.size(); ++i) {
+    if constexpr (sizeof(T) == 2) v[i] = bf16_to_float(t[i]);
+    else v[i] = t[i];
+  }
+  return v;
+}
+
 // |gpu − ref| <= tol · max|ref| everywhere; NaN (an unwritten, poisoned element) fails.
 void check_scaled(const std::vector<float>& gpu, const std::vector<double>& ref, double tol, const std::string& what) {
   REQUIRE(gpu.size() == ref.size());
@@ -207,22 +227,8 @@ void run_kernel_case(const Case& c) {
   std::vector<float> got_us, got_y, got_dU, got_dx, got_dA, got_dB;
   auto run = [&](auto elem) {
     using T = decltype(elem);
-    auto to_dev = [&](const std::vector<float>& v) {
-      std::vector<T> t(v.size());
-      for (size_t i = 0; i < v.size(); ++i) {
-        if constexpr (sizeof(T) == 2) t[i] = float_to_bf16(v[i]);
-        else t[i] = v[i];
-      }
-      return t;
-    };
-    auto from_dev = [&](const std::vector<T>& t) {
-      std::vector<float> v(t.size());
-      for (size_t i = 0; i < t.size(); ++i) {
-        if constexpr (sizeof(T) == 2) v[i] = bf16_to_float(t[i]);
-        else v[i] = t[i];
-      }
-      return v;
-    };
+    auto to_dev = [](const std::vector<float>& v) { return to_elems<T>(v); };
+    auto from_dev = [](const std::vector<T>& t) { return to_floats(t); };
     DeviceBuffer<T> x(to_dev(h.x)), w(to_dev(h.w)), b(to_dev(h.b)), A(to_dev(h.A)), B(to_dev(h.B)), dy(to_dev(h.dy));
     DeviceBuffer<T> y(sz(c.N, c.out)), dx(sz(c.N, c.in)), dA(sz(c.r, c.in)), dB(sz(c.out, c.r));
     DeviceBuffer<T> us(sz(c.N, c.r)), dU(sz(c.N, c.r));
@@ -315,14 +321,8 @@ void run_tc_gemm_case(bool bf16, int64_t lda, bool accumulate) {
       const double v = alpha * ((keep[m * N + n] ? ks : 0.0) * s0 + s1) + bias[n];
       ref[m * N + n] = v + (accumulate ? old[m * N + n] : 0.0);
     }
-  auto dev = [&](const std::vector<float>& v) {
-    std::vector<T> t(v.size());
-    for (size_t i = 0; i < v.size(); ++i) {
-      if constexpr (sizeof(T) == 2) t[i] = float_to_bf16(v[i]);
-      else t[i] = v[i];
-    }
-    return t;
-  };
+  auto dev = [](const std::vector<float>& v) { return to_elems<T>(v); };
+
   DeviceBuffer<T> da0(dev(a0)), db0(dev(b0)), da1(dev(a1)), db1(dev(b1)), dbias(dev(bias));
   DeviceBuffer<T> out(static_cast<size_t>(M * N));
   if (accumulate) out.upload(dev(old));
@@ -348,12 +348,7 @@ void run_tc_gemm_case(bool bf16, int64_t lda, bool accumulate) {
   ep.accumulate = accumulate;
   kc::tc_gemm(bf16 ? kc::TcMath::BF16 : kc::TcMath::TF32, M, N, segs, 2, kc::TcDropout{p, seed, 0}, ep, nullptr);
   const std::vector<T> got = out.download();
-  std::vector<float> gf(got.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    if constexpr (sizeof(T) == 2) gf[i] = bf16_to_float(got[i]);
-    else gf[i] = got[i];
-  }
-  check_scaled(gf, ref, bf16 ? 3e-2 : 1e-2, "tc_gemm");
+  check_scaled(to_floats(got), ref, bf16 ? 3e-2 : 1e-2, "tc_gemm");
 }
 }  // namespace
 

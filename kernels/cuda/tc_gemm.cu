@@ -40,29 +40,11 @@ constexpr int64_t kSplitTargetBlocks = 264, kMinSplitK = 256;
 constexpr int kMaxSplits = 64;
 constexpr int kLdC = kBN + 4;  // float row stride of the staged output tile (a multiple of 4, as WMMA needs)
 
-template <TcMath M>
-struct MathTraits;
-template <>
-struct MathTraits<TcMath::BF16> {
-  using smem_t = __nv_bfloat16;
-  using frag_t = __nv_bfloat16;
-  static constexpr int kK = 16;
-  static constexpr int kPad = 8;  // 16 bytes: keeps fragment pointers 32-byte aligned, staggers banks
-  __device__ static smem_t convert(float v) { return __float2bfloat16_rn(v); }
-};
-template <>
-struct MathTraits<TcMath::TF32> {
-  using smem_t = float;
-  using frag_t = wmma::precision::tf32;
-  static constexpr int kK = 8;
-  static constexpr int kPad = 4;
-  __device__ static smem_t convert(float v) { return wmma::__float_to_tf32(v); }
-};
 
 // A kBM (== kBN) × kBK slice of an operand, rows i0.., k0.., into s[i][k] (row stride ld_s).
 // Consecutive threads read consecutive addresses in either orientation.
 template <class Tr>
-__device__ void stage(typename Tr::smem_t* s, const TcOperand& op, int64_t i0, int64_t k0, int64_t rows, int64_t K,
+__device__ void stage(typename Tr::elem_t* s, const TcOperand& op, int64_t i0, int64_t k0, int64_t rows, int64_t K,
                       const Params& P) {
   constexpr int ld_s = kBK + Tr::kPad;
   for (int idx = threadIdx.x; idx < kBM * kBK; idx += kTcThreads) {
@@ -82,8 +64,8 @@ __device__ void stage(typename Tr::smem_t* s, const TcOperand& op, int64_t i0, i
 
 template <TcMath Math>
 __global__ void __launch_bounds__(kTcThreads) tc_gemm_kernel(const Params P) {
-  using Tr = MathTraits<Math>;
-  using smem_t = typename Tr::smem_t;
+  using Tr = tc_detail::TcTraits<Math>;
+  using smem_t = typename Tr::elem_t;
   using Acc = wmma::fragment<wmma::accumulator, 16, 16, Tr::kK, float>;
   constexpr int ld_s = kBK + Tr::kPad;
   constexpr size_t kStageBytes = 2 * kBM * ld_s * sizeof(smem_t);

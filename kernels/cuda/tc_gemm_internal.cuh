@@ -3,6 +3,9 @@
 // the epilogue's per-element write. Internal to kernels/cuda/tc_gemm*.cu.
 #pragma once
 #include <cuda_bf16.h>
+#ifdef __CUDACC__
+#include <mma.h>
+#endif
 
 #include <cstdint>
 
@@ -36,6 +39,38 @@ __device__ __forceinline__ float keep_factor(const Params& P, int64_t e) {
   const float u = philox_word_to_uniform(philox_bits(P.seed, P.offset, static_cast<uint64_t>(e)));
   return u < P.p ? 0.f : P.keep_scale;
 }
+
+#ifdef __CUDACC__
+// The tensor cores' input type per TcMath: what shared memory holds (elem_t), the WMMA fragment
+// type and k, the row padding of a staged slice (16 bytes: fragment pointers stay 32-byte aligned,
+// rows start on other banks), the conversion of a staged value, and the rounding of a loaded
+// fragment (TF32 only: needed where F32 is staged raw, as by the pipelined kernel's cp.async).
+template <TcMath M>
+struct TcTraits;
+template <>
+struct TcTraits<TcMath::BF16> {
+  using elem_t = __nv_bfloat16;
+  using frag_t = __nv_bfloat16;
+  static constexpr int kK = 16;
+  static constexpr int kPad = 8;
+  __device__ static elem_t convert(float v) { return __float2bfloat16_rn(v); }
+  template <class F>
+  __device__ static void round_fragment(F&) {}
+};
+template <>
+struct TcTraits<TcMath::TF32> {
+  using elem_t = float;
+  using frag_t = nvcuda::wmma::precision::tf32;
+  static constexpr int kK = 8;
+  static constexpr int kPad = 4;
+  __device__ static elem_t convert(float v) { return nvcuda::wmma::__float_to_tf32(v); }
+  template <class F>
+  __device__ static void round_fragment(F& f) {
+#pragma unroll
+    for (int e = 0; e < f.num_elements; ++e) f.x[e] = nvcuda::wmma::__float_to_tf32(f.x[e]);
+  }
+};
+#endif
 
 // out[gm, gn] = alpha · acc (+ bias[gn]) (+ out[gm, gn]), rounded once to the output's dtype.
 __device__ __forceinline__ void write_out(const TcEpilogue& ep, int64_t gm, int64_t gn, float acc) {

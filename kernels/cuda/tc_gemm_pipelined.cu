@@ -35,32 +35,16 @@ namespace wmma = nvcuda::wmma;
 constexpr int kBM = 128, kBN = 128, kThreads = 256;
 constexpr int kLdS = 20;  // float row stride of a warp's 16×16 scratch (a multiple of 4, as WMMA needs)
 
+// Per stage: k slice kBK (two WMMA k steps), copied in 16-byte chunks of kChunk elements.
 template <TcMath M>
-struct Traits;
+struct Stage;
 template <>
-struct Traits<TcMath::BF16> {
-  using elem_t = __nv_bfloat16;
-  using frag_t = __nv_bfloat16;
-  static constexpr int kK = 16;     // WMMA k
-  static constexpr int kBK = 32;    // k per pipeline stage
-  static constexpr int kChunk = 8;  // elements per 16-byte copy
-  static constexpr int kPad = 8;    // row padding: 16 bytes (fragment pointers stay 32-byte aligned)
-  template <class F>
-  __device__ static void to_tf32(F&) {}
+struct Stage<TcMath::BF16> {
+  static constexpr int kBK = 32, kChunk = 8;
 };
 template <>
-struct Traits<TcMath::TF32> {
-  using elem_t = float;
-  using frag_t = wmma::precision::tf32;
-  static constexpr int kK = 8;
-  static constexpr int kBK = 16;
-  static constexpr int kChunk = 4;
-  static constexpr int kPad = 4;
-  template <class F>
-  __device__ static void to_tf32(F& f) {
-#pragma unroll
-    for (int e = 0; e < f.num_elements; ++e) f.x[e] = wmma::__float_to_tf32(f.x[e]);
-  }
+struct Stage<TcMath::TF32> {
+  static constexpr int kBK = 16, kChunk = 4;
 };
 
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
@@ -76,17 +60,18 @@ __device__ __forceinline__ void cp_async_wait() {
 
 // Copies a rows × (cols_chunks · kChunk) slice, element (i, j) at src[(i0 + i)·ld + j0 + j], into
 // dst[i·ld_dst + j]; rows ≥ rows_total and columns ≥ cols_total arrive as zeros.
-template <class Tr>
-__device__ __forceinline__ void copy_slice(typename Tr::elem_t* dst, int ld_dst, int rows, int col_chunks,
-                                           const void* src_v, int64_t ld, int64_t i0, int64_t j0, int64_t rows_total,
-                                           int64_t cols_total) {
-  using T = typename Tr::elem_t;
+template <TcMath Math>
+__device__ __forceinline__ void copy_slice(typename TcTraits<Math>::elem_t* dst, int ld_dst, int rows,
+                                           int col_chunks, const void* src_v, int64_t ld, int64_t i0, int64_t j0,
+                                           int64_t rows_total, int64_t cols_total) {
+  using T = typename TcTraits<Math>::elem_t;
+  constexpr int kChunk = Stage<Math>::kChunk;
   const T* src = static_cast<const T*>(src_v);
   for (int c = threadIdx.x; c < rows * col_chunks; c += kThreads) {
-    const int i = c / col_chunks, j = (c % col_chunks) * Tr::kChunk;
+    const int i = c / col_chunks, j = (c % col_chunks) * kChunk;
     const int64_t gi = i0 + i, gj = j0 + j;
     int64_t valid = gi < rows_total ? cols_total - gj : 0;
-    valid = valid < 0 ? 0 : (valid > Tr::kChunk ? Tr::kChunk : valid);
+    valid = valid < 0 ? 0 : (valid > kChunk ? kChunk : valid);
     const T* from = valid > 0 ? src + gi * ld + gj : src;  // nothing is read when valid == 0
     cp_async16(dst + i * ld_dst + j, from, static_cast<int>(valid * sizeof(T)));
   }
@@ -94,9 +79,9 @@ __device__ __forceinline__ void copy_slice(typename Tr::elem_t* dst, int ld_dst,
 
 template <TcMath Math, bool BKInner>
 __global__ void __launch_bounds__(kThreads) pipelined_kernel(const Params P) {
-  using Tr = Traits<Math>;
+  using Tr = TcTraits<Math>;
   using T = typename Tr::elem_t;
-  constexpr int kBK = Tr::kBK;
+  constexpr int kBK = Stage<Math>::kBK, kChunk = Stage<Math>::kChunk;
   constexpr int ldA = kBK + Tr::kPad;                          // sA[m][k]
   constexpr int ldB = BKInner ? kBK + Tr::kPad : kBN + Tr::kPad;  // sB[n][k] or sB[k][n]
   constexpr int kAElems = kBM * ldA, kBElems = BKInner ? kBN * ldB : kBK * ldB;
@@ -141,9 +126,9 @@ __global__ void __launch_bounds__(kThreads) pipelined_kernel(const Params P) {
     auto load_stage = [&](int buf, int64_t k0) {
       T* sA = stage_base + buf * kStageElems;
       T* sB = sA + kAElems;
-      copy_slice<Tr>(sA, ldA, kBM, kBK / Tr::kChunk, seg.a.ptr, seg.a.ld, m0, k0, P.M, K);
-      if (BKInner) copy_slice<Tr>(sB, ldB, kBN, kBK / Tr::kChunk, seg.b.ptr, seg.b.ld, n0, k0, P.N, K);
-      else copy_slice<Tr>(sB, ldB, kBK, kBN / Tr::kChunk, seg.b.ptr, seg.b.ld, k0, n0, K, P.N);
+      copy_slice<Math>(sA, ldA, kBM, kBK / kChunk, seg.a.ptr, seg.a.ld, m0, k0, P.M, K);
+      if (BKInner) copy_slice<Math>(sB, ldB, kBN, kBK / kChunk, seg.b.ptr, seg.b.ld, n0, k0, P.N, K);
+      else copy_slice<Math>(sB, ldB, kBK, kBN / kChunk, seg.b.ptr, seg.b.ld, k0, n0, K, P.N);
     };
     load_stage(0, 0);
     cp_async_commit();
@@ -162,13 +147,13 @@ __global__ void __launch_bounds__(kThreads) pipelined_kernel(const Params P) {
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           wmma::load_matrix_sync(fa[i], sA + (wm * 64 + i * 16) * ldA + kk, ldA);
-          Tr::to_tf32(fa[i]);
+          Tr::round_fragment(fa[i]);
         }
 #pragma unroll
         for (int j = 0; j < 2; ++j) {
           const T* pb = BKInner ? sB + (wn * 32 + j * 16) * ldB + kk : sB + kk * ldB + wn * 32 + j * 16;
           wmma::load_matrix_sync(fb[j], pb, ldB);
-          Tr::to_tf32(fb[j]);
+          Tr::round_fragment(fb[j]);
         }
 #pragma unroll
         for (int i = 0; i < 4; ++i)
