@@ -81,8 +81,18 @@ TcEpilogue epilogue(void* out, bool bf16, int64_t ldc, float alpha = 1.f, const 
 // right after queuing the launches is safe.
 class SplitWorkspace {
  public:
-  SplitWorkspace(Device dev, size_t bytes) : dev_(dev), bytes_(bytes), p_(cuda::device_alloc(dev, bytes)) {}
-  ~SplitWorkspace() { cuda::device_free(dev_, p_); }
+  // Split-K is optional: when the allocation fails, the products run unsplit (get() is null).
+  SplitWorkspace(Device dev, size_t bytes) : dev_(dev) {
+    try {
+      p_ = cuda::device_alloc(dev, bytes);
+      bytes_ = bytes;
+    } catch (const Error&) {
+      p_ = nullptr;
+    }
+  }
+  ~SplitWorkspace() {
+    if (p_) cuda::device_free(dev_, p_);
+  }
   SplitWorkspace(const SplitWorkspace&) = delete;
   SplitWorkspace& operator=(const SplitWorkspace&) = delete;
   void* get() const { return p_; }
@@ -90,8 +100,8 @@ class SplitWorkspace {
 
  private:
   Device dev_;
-  size_t bytes_;
-  void* p_;
+  size_t bytes_ = 0;
+  void* p_ = nullptr;
 };
 
 }  // namespace

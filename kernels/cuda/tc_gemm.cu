@@ -11,8 +11,11 @@
 // shared array; the __syncthreads() between phases keep them apart.
 //
 // Deliberately simple (first version, written without a GPU to run it): scalar loads, no
-// cp.async double buffering, no split-K for the long-K / small-output products of backward
-// (dA, dB). The GPU session tunes it against bench_gpu_suite --case lora_linear.
+// cp.async double buffering (the aligned big products go to tc_gemm_pipelined.cu instead).
+// Long-K / small-output products (backward's dA, dB) split K when given a workspace. Operands
+// with dropout are staged four consecutive storage elements a thread (one Philox block for the
+// four); in the transposed orientation those stores hit shared memory 4 rows apart (bank
+// conflicts) — a tuning point. The GPU session tunes it against bench_gpu_suite --case lora_linear.
 #include "kernels/cuda/tc_gemm.cuh"
 
 #include <cuda_bf16.h>
@@ -29,7 +32,7 @@ namespace peft::kernels::cuda {
 namespace {
 
 namespace wmma = nvcuda::wmma;
-using tc_detail::keep_factor;
+using tc_detail::keep_factor4;
 using tc_detail::load_elem;
 using tc_detail::Params;
 
@@ -47,6 +50,27 @@ template <class Tr>
 __device__ void stage(typename Tr::elem_t* s, const TcOperand& op, int64_t i0, int64_t k0, int64_t rows, int64_t K,
                       const Params& P) {
   constexpr int ld_s = kBK + Tr::kPad;
+  if (op.dropout) {
+    // Four consecutive elements of a storage row per thread — (i, k..k+3) k-inner, (i..i+3, k)
+    // otherwise — so their offsets are consecutive and share one Philox block when aligned.
+    for (int q = threadIdx.x; q < kBM * kBK / 4; q += kTcThreads) {
+      const int i = op.k_inner ? q / (kBK / 4) : (q % (kBM / 4)) * 4;
+      const int k = op.k_inner ? (q % (kBK / 4)) * 4 : q / (kBM / 4);
+      const int64_t gi = i0 + i, gk = k0 + k;
+      const int64_t off0 = op.k_inner ? gi * op.ld + gk : gk * op.ld + gi;
+      float f[4];
+      keep_factor4(P, off0, f);
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int iu = op.k_inner ? i : i + u, ku = op.k_inner ? k + u : k;
+        float v = 0.f;
+        // A dropped element is 0 even when x holds Inf / NaN, as in kernels/cuda/dropout.cu.
+        if (i0 + iu < rows && k0 + ku < K && f[u] != 0.f) v = load_elem(op.ptr, op.bf16, off0 + u) * f[u] * op.scale;
+        s[iu * ld_s + ku] = Tr::convert(v);
+      }
+    }
+    return;
+  }
   for (int idx = threadIdx.x; idx < kBM * kBK; idx += kTcThreads) {
     const int i = op.k_inner ? idx / kBK : idx % kBM;
     const int k = op.k_inner ? idx % kBK : idx / kBM;
@@ -54,9 +78,7 @@ __device__ void stage(typename Tr::elem_t* s, const TcOperand& op, int64_t i0, i
     float v = 0.f;
     if (gi < rows && gk < K) {
       const int64_t off = op.k_inner ? gi * op.ld + gk : gk * op.ld + gi;
-      v = load_elem(op.ptr, op.bf16, off);
-      if (op.dropout) v *= keep_factor(P, off);
-      v *= op.scale;
+      v = load_elem(op.ptr, op.bf16, off) * op.scale;
     }
     s[i * ld_s + k] = Tr::convert(v);
   }
@@ -119,10 +141,15 @@ __global__ void __launch_bounds__(kTcThreads) tc_gemm_kernel(const Params P) {
       // Segment 0's sum times the mask of its output element, before anything else is added.
       store_tile();
       __syncthreads();
-      for (int idx = threadIdx.x; idx < kBM * kBN; idx += kTcThreads) {
-        const int i = idx / kBN, j = idx % kBN;
+      for (int q = threadIdx.x; q < kBM * kBN / 4; q += kTcThreads) {  // 4 consecutive columns a thread
+        const int i = q / (kBN / 4), j = (q % (kBN / 4)) * 4;
         const int64_t gm = m0 + i, gn = n0 + j;
-        if (gm < P.M && gn < P.N) sC[i * kLdC + j] *= keep_factor(P, gm * P.ep.ldc + gn);
+        if (gm >= P.M) continue;
+        float f[4];
+        keep_factor4(P, gm * P.ep.ldc + gn, f);
+#pragma unroll
+        for (int u = 0; u < 4; ++u)
+          if (gn + u < P.N) sC[i * kLdC + j + u] = f[u] != 0.f ? sC[i * kLdC + j + u] * f[u] : 0.f;
       }
       __syncthreads();
 #pragma unroll

@@ -72,6 +72,21 @@ struct TcTraits<TcMath::TF32> {
 };
 #endif
 
+#ifdef __CUDACC__  // (the host compiler, which sees this header in the tests, knows no #pragma unroll)
+// keep_factor of the four consecutive elements e0 .. e0 + 3. When e0 % 4 == 0 they are one Philox
+// block, computed once (a quarter of the work of four keep_factor calls); otherwise each its own.
+__device__ __forceinline__ void keep_factor4(const Params& P, int64_t e0, float f[4]) {
+  if ((e0 & 3) == 0) {
+    const Philox4x32 b = philox_block(P.seed, P.offset, static_cast<uint64_t>(e0));
+#pragma unroll
+    for (int u = 0; u < 4; ++u) f[u] = philox_word_to_uniform(b.v[u]) < P.p ? 0.f : P.keep_scale;
+  } else {
+#pragma unroll
+    for (int u = 0; u < 4; ++u) f[u] = keep_factor(P, e0 + u);
+  }
+}
+#endif
+
 // out[gm, gn] = alpha · acc (+ bias[gn]) (+ out[gm, gn]), rounded once to the output's dtype.
 __device__ __forceinline__ void write_out(const TcEpilogue& ep, int64_t gm, int64_t gn, float acc) {
   float v = ep.alpha * acc;

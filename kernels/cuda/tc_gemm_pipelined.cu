@@ -105,14 +105,15 @@ __global__ void __launch_bounds__(kThreads) pipelined_kernel(const Params P) {
 #pragma unroll
     for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.f);
 
-  // Runs fn(row, col, value&) over the warp's fragment (i, j) through the scratch; row / col are
-  // the output's global coordinates. The caller has made the scratch free (__syncthreads).
+  // Runs fn(row, col, values) over the warp's fragment (i, j) through the scratch, four
+  // consecutive columns at a time (row / col: the output's global coordinates of the first), then
+  // loads the fragment back when `reload`. The caller has made the scratch free (__syncthreads).
   auto through_scratch = [&](int i, int j, auto fn, bool reload) {
     wmma::store_matrix_sync(scratch, acc[i][j], kLdS, wmma::mem_row_major);
     __syncwarp();
-    for (int e = lane; e < 256; e += 32) {
-      const int r = e / 16, c = e % 16;
-      fn(m0 + wm * 64 + i * 16 + r, n0 + wn * 32 + j * 16 + c, scratch[r * kLdS + c]);
+    for (int g = lane; g < 64; g += 32) {  // 16 rows × 4 groups of 4 columns
+      const int r = g / 4, c = (g % 4) * 4;
+      fn(m0 + wm * 64 + i * 16 + r, n0 + wn * 32 + j * 16 + c, scratch + r * kLdS + c);
     }
     __syncwarp();
     if (reload) wmma::load_matrix_sync(acc[i][j], scratch, kLdS, wmma::mem_row_major);
@@ -165,8 +166,13 @@ __global__ void __launch_bounds__(kThreads) pipelined_kernel(const Params P) {
     cp_async_wait<0>();
     __syncthreads();  // pipeline drained: the scratch (or the next segment's slices) may use the buffers
     if (s == 0 && seg.mask_result) {
-      auto mask = [&](int64_t gm, int64_t gn, float& v) {
-        if (gm < P.M && gn < P.N) v *= keep_factor(P, gm * P.ep.ldc + gn);
+      auto mask = [&](int64_t gm, int64_t gn, float* v) {
+        if (gm >= P.M) return;
+        float f[4];
+        keep_factor4(P, gm * P.ep.ldc + gn, f);  // one Philox block when the offset is a multiple of 4
+#pragma unroll
+        for (int u = 0; u < 4; ++u)
+          if (gn + u < P.N) v[u] = f[u] != 0.f ? v[u] * f[u] : 0.f;  // dropped: 0, as dropout.cu
       };
 #pragma unroll
       for (int i = 0; i < 4; ++i)
@@ -176,8 +182,11 @@ __global__ void __launch_bounds__(kThreads) pipelined_kernel(const Params P) {
     }
   }
 
-  auto store = [&](int64_t gm, int64_t gn, float& v) {
-    if (gm < P.M && gn < P.N) write_out(P.ep, gm, gn, v);
+  auto store = [&](int64_t gm, int64_t gn, const float* v) {
+    if (gm >= P.M) return;
+#pragma unroll
+    for (int u = 0; u < 4; ++u)
+      if (gn + u < P.N) write_out(P.ep, gm, gn + u, v[u]);
   };
 #pragma unroll
   for (int i = 0; i < 4; ++i)
