@@ -10,7 +10,9 @@
 // F32 masters for the BF16 modules_to_save copy (optim::MasterWeights), against the all-F32 CPU
 // run: BF16 keeps 8 mantissa bits (relative rounding 2^-9), activations are rounded at every op,
 // and the first-step adapter values differ by their BF16 rounding, so losses agree to atol 2e-2,
-// rtol 5e-2, and the BF16 run must itself train.
+// rtol 5e-2, and the BF16 run must itself train. The same model through the fused LoRA kernels
+// (peft::cuda::set_lora_fused): BF16 adapters too (atol 3e-2, rtol 5e-2), and all F32 on TF32
+// tensor cores (atol 1e-2, rtol 2e-2: ~11-bit products in every GEMM).
 // Without a GPU every GPU case reports "skipped: no CUDA device" and passes.
 #include <catch2/catch.hpp>
 
@@ -114,8 +116,9 @@ std::vector<double> train_convnet(Device dev) {
   }, opt);
 }
 
-// The seed MLP with LoRA; `bf16`: the base model in BF16 (adapters cast back to F32).
-std::vector<double> train_lora_mlp(Device dev, bool bf16) {
+// The seed MLP with LoRA; `bf16`: the base model in BF16 (adapters cast back to F32 unless
+// `bf16_adapters`: then they stay BF16, the dtype the fused LoRA kernels take).
+std::vector<double> train_lora_mlp(Device dev, bool bf16, bool bf16_adapters = false) {
   manual_seed(7);
   auto mlp = std::make_shared<samples::MLP>(32);
   Generator data_gen(3);
@@ -126,9 +129,10 @@ std::vector<double> train_lora_mlp(Device dev, bool bf16) {
   cfg.r = 8;
   cfg.target_modules = ModuleSelector{"seq.0", "seq.2"};
   cfg.modules_to_save = std::vector<std::string>{"seq.4"};
-  auto model = get_peft_model(mlp, cfg);
+  auto model = get_peft_model(mlp, cfg, "default", !bf16_adapters);
+  const DType adapters = bf16 && bf16_adapters ? DType::BF16 : DType::F32;
   for (const auto& [name, t] : model->named_parameters())
-    if (name.find(".lora_") != std::string::npos) REQUIRE(t.dtype() == DType::F32);
+    if (name.find(".lora_") != std::string::npos) REQUIRE(t.dtype() == adapters);
   optim::MasterWeights opt(model->trainable_parameters(), [](std::vector<Tensor> m) {
     optim::AdamWOptions o;
     o.lr = 5e-3;
@@ -171,6 +175,23 @@ TEST_CASE("the seed MLP with LoRA trains in mixed precision (BF16 base, F32 adap
           "[cuda][training][mixed][gpu]") {
   if (!peft::testing::cuda_ready()) return;
   compare_losses(train_lora_mlp(Device::cuda(0), true), train_lora_mlp(Device::cpu(), false), {2e-2, 5e-2});
+}
+
+TEST_CASE("the seed MLP with LoRA trains through the fused LoRA kernels (BF16 throughout; TF32) on CUDA",
+          "[cuda][training][lora][gpu]") {
+  if (!peft::testing::cuda_ready()) return;
+  struct Restore {
+    bool tf32 = cuda::allow_tf32(), fused = cuda::lora_fused();
+    ~Restore() {
+      cuda::set_allow_tf32(tf32);
+      cuda::set_lora_fused(fused);
+    }
+  } restore;
+  const std::vector<double> cpu = train_lora_mlp(Device::cpu(), false);
+  cuda::set_lora_fused(true);
+  compare_losses(train_lora_mlp(Device::cuda(0), true, true), cpu, {3e-2, 5e-2});  // BF16 adapters too
+  cuda::set_allow_tf32(true);
+  compare_losses(train_lora_mlp(Device::cuda(0), false), cpu, {1e-2, 2e-2});
 }
 
 TEST_CASE("the training loops themselves run and learn on the CPU", "[cuda][training]") {
