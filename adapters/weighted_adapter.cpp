@@ -5,6 +5,9 @@
 // combined scalings live in A and B.
 #include "adapters/weighted_adapter.h"
 
+// GCC 12-13's false -Wmaybe-uninitialized in avx512fintrin.h under Eigen's AVX-512 code: see
+// kernels/cpu/eigen.h, whose pragma spans the intrinsic headers that Eigen includes first.
+#include "kernels/cpu/eigen.h"
 #include <Eigen/SVD>
 #include <cmath>
 #include <set>

@@ -7,7 +7,7 @@
 // and falls back to one thread when called inside one of our parallel regions.
 #include "kernels/cpu/gemm.h"
 
-#include <Eigen/Core>
+#include "kernels/cpu/eigen.h"
 #include <algorithm>
 
 #ifdef PEFT_WITH_OPENBLAS

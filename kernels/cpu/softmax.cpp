@@ -12,7 +12,7 @@
 #include <cmath>
 #include <limits>
 
-#include <Eigen/Core>
+#include "kernels/cpu/eigen.h"
 
 namespace peft::kernels::cpu {
 
