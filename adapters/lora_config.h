@@ -105,6 +105,10 @@ struct LoraConfig {
   // Registers a user LoRA layer for base type Base (and its subclasses). LoraT must be
   // constructible as LoraT(std::shared_ptr<Base> base, const std::string& adapter_name,
   // const LoraLayerSettings&). Consulted before the built-ins, in registration order.
+  // Device contract: the adapter's tensors are named "lora_*.<adapter>[...]"; after update_layer
+  // the injection pass moves them to the base layer's device (LoraLayer::move_adapter_to_base_device),
+  // so a layer may create them on the CPU; one whose update_layer computes with the base layer's
+  // tensors creates them on LoraLayer::base_device() (samples/custom_lstm does).
   template <class Base, class LoraT>
   void register_custom_module(const std::string& base_type_name = "");
   const std::vector<LoraDispatchEntry>& custom_modules() const { return custom_modules_; }

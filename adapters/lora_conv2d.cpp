@@ -55,6 +55,9 @@ void LoraConv2d::update_layer(const std::string& name, const LoraLayerSettings& 
     nn::init::zeros_(B->param("weight"));
     if (s.lora_bias) nn::init::zeros_(B->param("bias"));
   }
+  // Initialised on the CPU, placed beside the base weight before DoRA's norm reads both.
+  A->to(base_device());
+  B->to(base_device());
   dict("lora_A").insert(name, A);
   dict("lora_B").insert(name, B);
   if (s.use_dora) {  // DoraConv2dVariant.init, after A and B are set

@@ -32,6 +32,11 @@ void LoraEmbedding::update_layer(const std::string& name, const LoraLayerSetting
   Tensor B = Tensor::randn({base->embedding_dim(), s.r}, W.dtype());
   // reset_lora_parameters for embeddings: A = 0 and B ~ N(0, 1) for True and "gaussian" alike.
   if (s.init != LoraInit::Random) nn::init::zeros_(A);
+  // Drawn on the CPU (the same stream on every device), placed beside W before DoRA reads both.
+  if (W.device() != A.device()) {
+    A = A.to(W.device());
+    B = B.to(W.device());
+  }
   param_dict("lora_embedding_A").insert(name, A);
   param_dict("lora_embedding_B").insert(name, B);
   if (s.use_dora) {  // DoraEmbeddingVariant.init, after A and B are set

@@ -50,6 +50,40 @@ const LoraLayerSettings& LoraLayer::settings(const std::string& name) const {
   return it->second;
 }
 
+std::vector<Tensor> LoraLayer::adapter_tensors(const std::string& name) const {
+  NamedTensors ts = named_parameters();
+  NamedTensors bufs = named_buffers();
+  ts.insert(ts.end(), bufs.begin(), bufs.end());
+  std::vector<Tensor> out;
+  for (const auto& [path, t] : ts) {
+    const size_t dot = path.find('.');
+    if (path.rfind("lora_", 0) != 0 || dot == std::string::npos) continue;
+    const std::string rest = path.substr(dot + 1);
+    if (rest == name || rest.rfind(name + ".", 0) == 0) out.push_back(t);
+  }
+  return out;
+}
+
+namespace {
+Device base_device_of(const nn::Module& base) {
+  for (const auto& [n, t] : base.named_parameters())
+    if (t.defined()) return t.device();
+  for (const auto& [n, t] : base.named_buffers())
+    if (t.defined()) return t.device();
+  return Device::cpu();
+}
+}  // namespace
+
+Device LoraLayer::base_device() const { return base_device_of(*base_layer()); }
+
+void LoraLayer::move_adapter_to_base_device(const std::string& name) {
+  const Device dev = base_device();
+  std::vector<Tensor> move;
+  for (const Tensor& t : adapter_tensors(name))
+    if (t.defined() && t.device() != dev) move.push_back(t);
+  if (!move.empty()) nn::convert_in_place(move, dev, std::nullopt);
+}
+
 std::vector<std::pair<std::string, Tensor>> LoraLayer::adapter_parameters(const std::string& name) const {
   std::vector<std::pair<std::string, Tensor>> out;
   for (auto& [path, t] : named_parameters()) {
@@ -229,6 +263,10 @@ void LoraLinear::update_layer(const std::string& name, const LoraLayerSettings& 
       nn::init::zeros_(b);
     }
   }
+  // Initialised on the CPU (the same random stream on every device), then placed beside the base
+  // weight before DoRA's norm reads both.
+  A->to(base_device());
+  B->to(base_device());
   dict("lora_A").insert(name, A);
   dict("lora_B").insert(name, B);
   if (s.use_dora) {  // after A and B are initialised, as PEFT's DoraLinearVariant.init
@@ -261,8 +299,10 @@ Tensor LoraLinear::forward(const Tensor& x) {
     auto B = std::dynamic_pointer_cast<nn::Linear>(dict("lora_B")[n]);
     const double p = is_training() ? s.lora_dropout : 0.0;  // the fused op's own dropout
     const DType adt = A->weight().dtype();
-    if (i == 0 && adt == x.dtype()) {
-      // The base product and the first adapter in one fused op.
+    if (i == 0 && (adt == x.dtype() || names.size() == 1)) {
+      // The base product and the first adapter in one fused op (F32 adapters on a BF16 base too:
+      // lora_linear follows PEFT's mixed-dtype order, or runs the CUDA fast path). With several
+      // adapters in another dtype the sum stays promoted across them (the branch below).
       result = lora_linear(x, w, b, A->weight(), B->weight(), s.scaling(), p, is_training());
     } else {
       // Adapters in another dtype than the base (autocast_adapter_dtype: BF16 base, F32

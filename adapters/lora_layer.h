@@ -55,6 +55,20 @@ class LoraLayer : public nn::Module {
 
   // Number of trainable-on-request parameters owned by adapter `name` (for counting).
   std::vector<std::pair<std::string, Tensor>> adapter_parameters(const std::string& name) const;
+  // Adapter `name`'s own tensors: every parameter and buffer "lora_*.<name>[.<rest>]", never the
+  // base layer's.
+  std::vector<Tensor> adapter_tensors(const std::string& name) const;
+
+  // ---- placement (PEFT's _move_adapter_to_device_of_base_layer)
+  // The device of the base layer's tensors (its first parameter or buffer); the CPU when it has none.
+  Device base_device() const;
+  // Moves adapter `name`'s tensors to base_device(), in place (every holder sees the move).
+  // Contract for every LoRA layer, built-in or user-registered: the injection pass
+  // (get_peft_model, inject_adapter_in_model, add_adapter, load_adapter, from_pretrained,
+  // add_weighted_adapter) calls this after update_layer, so a new adapter always ends up where
+  // its base layer is. A layer whose update_layer computes with the base's tensors (DoRA's norm)
+  // must create its tensors on base_device() itself; the built-in ones do.
+  void move_adapter_to_base_device(const std::string& name);
 
  protected:
   // Records settings and registers nothing; subclasses call this first in update_layer.

@@ -131,6 +131,11 @@ Plan plan_injection(nn::Module& root, const LoraConfig& cfg, const std::string& 
 
 void apply_plan(nn::Module& root, Plan& plan, const LoraConfig& cfg, const std::string& adapter) {
   for (auto& [name, layer] : plan.existing_lora) layer->update_layer(adapter, cfg.settings_for(name));
+  // Every new adapter sits where its base layer is (PEFT's _move_adapter_to_device_of_base_layer),
+  // whichever layer class made it: the LoraLayer contract (adapters/lora_layer.h).
+  for (auto& [name, layer] : plan.existing_lora) layer->move_adapter_to_base_device(adapter);
+  for (auto& [name, layer] : plan.new_lora)
+    if (auto l = std::dynamic_pointer_cast<LoraLayer>(layer)) l->move_adapter_to_base_device(adapter);
   for (auto& [name, layer] : plan.new_lora) root.set_submodule(name, layer);
   for (auto& [name, m] : plan.to_save) {
     if (auto w = std::dynamic_pointer_cast<ModulesToSaveWrapper>(m)) w->update(adapter);
@@ -201,19 +206,9 @@ LoraModel::LoraModel(nn::ModulePtr model, const LoraConfig& config, const std::s
 
 void LoraModel::cast_adapter_dtype(const std::string& adapter_name) {
   std::vector<Tensor> narrow;
-  for (const auto& [layer_name, layer] : lora_layers()) {
-    NamedTensors ts = layer->named_parameters();
-    NamedTensors bufs = layer->named_buffers();
-    ts.insert(ts.end(), bufs.begin(), bufs.end());
-    for (const auto& [name, t] : ts) {
-      // "<lora_*>.<adapter>[.<rest>]": the adapter's own tensors, never the base layer's.
-      const size_t dot = name.find('.');
-      if (name.rfind("lora_", 0) != 0 || dot == std::string::npos) continue;
-      const std::string rest = name.substr(dot + 1);
-      if (rest != adapter_name && rest.rfind(adapter_name + ".", 0) != 0) continue;
+  for (const auto& [layer_name, layer] : lora_layers())
+    for (const Tensor& t : layer->adapter_tensors(adapter_name))
       if (t.dtype() == DType::BF16 || t.dtype() == DType::F16) narrow.push_back(t);
-    }
-  }
   nn::convert_in_place(narrow, std::nullopt, DType::F32);
 }
 

@@ -50,8 +50,10 @@ class MyLoraLSTM : public LoraLayer {
     auto B = std::make_shared<nn::ParameterDict>();
     for (const std::string& w : adapted_weights()) {
       const Tensor& weight = base.param(w);  // (4·hidden, in)
-      Tensor a = Tensor::empty({s.r, weight.size(1)}, weight.dtype());
-      Tensor b = Tensor::zeros({weight.size(0), s.r}, weight.dtype());
+      // On the base weight's device (the registry's contract, adapters/lora_layer.h: the injection
+      // pass would move them there anyway, at the cost of a copy).
+      Tensor a = Tensor::empty({s.r, weight.size(1)}, weight.dtype(), weight.device());
+      Tensor b = Tensor::zeros({weight.size(0), s.r}, weight.dtype(), weight.device());
       // PEFT's init_lora_weights: True → A kaiming_uniform(a=√5), B = 0; "gaussian" → A ~ N(0, 1/r),
       // B = 0; False → both random, so the adapter changes the output from the start.
       if (s.init == LoraInit::Gaussian) nn::init::normal_(a, 0.0, 1.0 / static_cast<double>(s.r));
