@@ -132,7 +132,7 @@ void guarded(const std::string& name, const std::function<void()>& body) {
     emit(Json{{"impl", "peft.cpp"}, {"case", name}, {"device", g_device_name}, {"error", e.what()}});
     // A failed case must not leak its sticky state (TF32, fused LoRA) or its cached blocks into the next.
     cuda::set_allow_tf32(false);
-    cuda::set_lora_fused(false);
+    cuda::set_lora_path(cuda::LoraCudaPath::Auto);  // the default
     (void)cudaGetLastError();
     cuda::empty_cache(kGpu);
   }

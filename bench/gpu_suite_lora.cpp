@@ -1,20 +1,23 @@
 // bench_gpu_suite's LoRA cases (spec/performance.md §1; issue 6). For one shape, dtype and dropout
 // rate: the plain linear and lora_linear (W frozen: dX, dA, dB), forward and forward + backward,
-// each LoRA pass twice where the fused kernels exist (BF16, TF32): "lora_*" = the fused tensor-core
-// kernels (kernels/cuda/lora_fused.cu, cuda::set_lora_fused(true), "fused": true) and "naive_*" =
-// the cuBLAS chain in PEFT's order (base GEMM, shrink, expand accumulated into y; Philox dropout),
-// each with its "tax" (lora / plain − 1 of the same pass) and "roofline_pct" (the spec's F and Q_min
-// with the H100 / H200 peaks). Exact F32 has only the chain ("lora_*", "fused": false).
-//   lora_linear  the headline shape (N 8192, 4096², r 16) in F32, TF32 and BF16, checked first
-//                against host double at 64 sampled outputs (each path where there are two)
+// each LoRA pass twice: "lora_*" = the library's default path (cuda::LoraCudaPath::Auto,
+// core/ops_lora_fast.cpp: "path": "auto", "merged": whether its rule took W' = W + s·B·A) and
+// "naive_*" = the cuBLAS chain in PEFT's order (LoraCudaPath::Chain: base GEMM, shrink, expand
+// accumulated into y; Philox dropout), each with its "tax" (lora / plain − 1 of the same pass) and
+// "roofline_pct" (the spec's F and Q_min with the H100 / H200 peaks). The hand-written WMMA kernels
+// (LoraCudaPath::Wmma) are left out: 5-10x slower than the chain when measured (2026-12-04).
+//   lora_linear  the headline shape (N 8192, 4096², r 16) in F32, TF32, BF16 and BF16 with F32
+//                adapters ("bf16mix", PEFT's autocast_adapter_dtype), checked first against host
+//                double at 64 sampled outputs (both paths)
 //   lora_sweep   §1's grid: N ∈ {2048, 4096, 8192, 16384}; in × out ∈ {1024², 4096², 8192²,
 //                4096 × 11008}; r ∈ {8, 16, 64}; dropout 0 / 0.1; TF32 and BF16 — checked first
-//                fused against the chain on the GPU (‖y_f − y_n‖ / ‖y_n‖)
+//                Auto against the chain on the GPU (‖y_a − y_c‖ / ‖y_c‖)
 #include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
 
+#include "core/dispatch.h"
 #include "gpu_bench.h"
 
 using namespace peft;
@@ -31,25 +34,28 @@ struct Variant {
   DType dt;
   bool tf32;
   double peak_tflops;  // H100 / H200 dense
+  DType adt;           // the adapters' dtype
 };
-const Variant kF32{"f32", DType::F32, false, 67}, kTF32{"tf32", DType::F32, true, 495},
-    kBF16{"bf16", DType::BF16, false, 989};
+const Variant kF32{"f32", DType::F32, false, 67, DType::F32}, kTF32{"tf32", DType::F32, true, 495, DType::F32},
+    kBF16{"bf16", DType::BF16, false, 989, DType::BF16}, kBF16Mix{"bf16mix", DType::BF16, false, 989, DType::F32};
 
-bool has_fused(const Variant& v) { return v.dt == DType::BF16 || v.tf32; }
+// The relative error a path may show against host double (the products' operand precision).
+double check_tol(const Variant& v) { return v.dt == DType::BF16 || v.tf32 ? 1e-2 : 1e-5; }
+
+void set_path(bool auto_path) { cuda::set_lora_path(auto_path ? cuda::LoraCudaPath::Auto : cuda::LoraCudaPath::Chain); }
 
 // ‖C − ref‖ / ‖ref‖ of lora_linear at 64 sampled outputs against host double, through the chain
-// and (where it exists) the fused kernels; returns the larger.
+// and the Auto path; returns the larger.
 double sampled_check(const LoraShape& sh, const Variant& v, const Tensor& x, const Tensor& W, const Tensor& b,
                      const Tensor& A, const Tensor& B, double s, const std::string& base) {
   const std::vector<float> xh = host_floats(x), wh = host_floats(W), bh = host_floats(b);
   const std::vector<float> ah = host_floats(A), bbh = host_floats(B);
   double err = 0;
   for (const bool fused : {false, true}) {
-    if (fused && !has_fused(v)) continue;
-    cuda::set_lora_fused(fused);
+    set_path(fused);
     poison_next({sh.N, sh.out}, v.dt);
     const std::vector<float> yh = host_floats(lora_linear(x, W, b, A, B, s));
-    cuda::set_lora_fused(false);
+    set_path(true);
     double num = 0, den = 0;
     for (int64_t k = 0; k < 64; ++k) {
       const int64_t i = (k * 7919 + 13) % sh.N, o = (k * 104729 + 7) % sh.out;
@@ -66,22 +72,22 @@ double sampled_check(const LoraShape& sh, const Variant& v, const Tensor& x, con
       den += ref * ref;
     }
     const double e = std::sqrt(num / std::max(den, 1e-300));
-    require(e, has_fused(v) ? 1e-2 : 1e-5, base + (fused ? " (fused)" : " (cuBLAS chain)") + " vs host double");
+    require(e, check_tol(v), base + (fused ? " (auto)" : " (cuBLAS chain)") + " vs host double");
     err = std::max(err, e);
   }
   return err;
 }
 
-// ‖y_fused − y_chain‖ / ‖y_chain‖ over the whole output, on the GPU (dropout 0).
+// ‖y_auto − y_chain‖ / ‖y_chain‖ over the whole output, on the GPU (dropout 0).
 double fused_vs_chain(const Tensor& x, const Tensor& W, const Tensor& b, const Tensor& A, const Tensor& B, double s,
                       const std::string& base) {
-  cuda::set_lora_fused(true);
-  const Tensor yf = lora_linear(x, W, b, A, B, s).to(DType::F32);
-  cuda::set_lora_fused(false);
+  set_path(false);
   const Tensor yn = lora_linear(x, W, b, A, B, s).to(DType::F32);
+  set_path(true);
+  const Tensor yf = lora_linear(x, W, b, A, B, s).to(DType::F32);
   const Tensor d = sub(yf, yn);
   const double err = std::sqrt(sum(mul(d, d)).item() / std::max(sum(mul(yn, yn)).item(), 1e-300));
-  require(err, 2e-2, base + " fused vs cuBLAS chain");
+  require(err, 2e-2, base + " auto vs cuBLAS chain");
   return err;
 }
 
@@ -98,10 +104,11 @@ void lora_config(const std::string& base, const LoraShape& sh, const Variant& v,
       return mul(Tensor::randn(shape, DType::F32, &gen), scale).to(kGpu).to(v.dt);
     };
     const Tensor x = make({sh.N, sh.in}, 1.0), W = make({sh.out, sh.in}, 0.02), b = make({sh.out}, 0.1);
-    const Tensor A = make({sh.r, sh.in}, 0.02), B = make({sh.out, sh.r}, 0.02), gy = make({sh.N, sh.out}, 1.0);
+    const Tensor A = make({sh.r, sh.in}, 0.02).to(v.adt), B = make({sh.out, sh.r}, 0.02).to(v.adt);
+    const Tensor gy = make({sh.N, sh.out}, 1.0);
     double err = 0;
     if (host_check) err = sampled_check(sh, v, x, W, b, A, B, s, base);
-    else if (has_fused(v)) err = fused_vs_chain(x, W, b, A, B, s, base);
+    else err = fused_vs_chain(x, W, b, A, B, s, base);
     Tensor xg = x.detach().requires_grad_(), Ag = A.detach().requires_grad_();
     Tensor Bg = B.detach().requires_grad_();
     const double N = static_cast<double>(sh.N), in = static_cast<double>(sh.in), out = static_cast<double>(sh.out),
@@ -114,7 +121,7 @@ void lora_config(const std::string& base, const LoraShape& sh, const Variant& v,
       double flops;
       std::function<void()> step;
       int plain = -1;      // the plain pass this one's tax is measured against
-      bool fused = false;  // cuda::set_lora_fused for this pass
+      bool fused = false;  // the Auto path (else the chain)
     };
     auto lora_fwd = [&] { (void)lora_linear(x, W, b, A, B, s, p, true); };
     auto lora_fwd_bwd = [&] {
@@ -130,19 +137,17 @@ void lora_config(const std::string& base, const LoraShape& sh, const Variant& v,
            xg.zero_grad();
            linear(xg, W, b).backward(gy);
          }},
-        {"lora_fwd", fwd_flops + lora_flops, lora_fwd, 0, has_fused(v)},
-        {"lora_fwd_bwd", 2 * fwd_flops + 3 * lora_flops, lora_fwd_bwd, 1, has_fused(v)},
+        {"lora_fwd", fwd_flops + lora_flops, lora_fwd, 0, true},
+        {"lora_fwd_bwd", 2 * fwd_flops + 3 * lora_flops, lora_fwd_bwd, 1, true},
+        {"naive_fwd", fwd_flops + lora_flops, lora_fwd, 0, false},
+        {"naive_fwd_bwd", 2 * fwd_flops + 3 * lora_flops, lora_fwd_bwd, 1, false},
     };
-    if (has_fused(v)) {
-      passes.push_back({"naive_fwd", fwd_flops + lora_flops, lora_fwd, 0, false});
-      passes.push_back({"naive_fwd_bwd", 2 * fwd_flops + 3 * lora_flops, lora_fwd_bwd, 1, false});
-    }
     std::vector<double> ms(passes.size(), 0);
     for (size_t k = 0; k < passes.size(); ++k) {
       const Pass& ps = passes[k];
-      cuda::set_lora_fused(ps.fused);
+      set_path(ps.fused);
       const Timing t = time_step(3, repeats, ps.step);
-      cuda::set_lora_fused(false);  // the library's default
+      set_path(true);  // the library's default
       ms[k] = t.median_ms;
       const double t_star = std::max(ps.flops / (v.peak_tflops * 1e12), q_min / bw);
       Json j = line("peft.cpp", base + "_" + ps.name, v.name, t);
@@ -152,6 +157,8 @@ void lora_config(const std::string& base, const LoraShape& sh, const Variant& v,
       j["r"] = sh.r;
       j["dropout"] = p;
       j["fused"] = ps.fused;
+      j["path"] = ps.fused ? "auto" : "chain";
+      if (ps.fused) j["merged"] = detail::lora_fast_merges(sh.N, sh.in, sh.out, p);
       j["tflops"] = round_to(ps.flops / (t.median_ms * 1e9), 1e-3);
       j["roofline_pct"] = round_to(100.0 * t_star / (t.median_ms * 1e-3), 0.1);
       if (ps.plain >= 0) j["tax"] = round_to(t.median_ms / ms[static_cast<size_t>(ps.plain)] - 1.0, 1e-3);
@@ -165,7 +172,7 @@ void lora_config(const std::string& base, const LoraShape& sh, const Variant& v,
 }  // namespace
 
 void case_lora_linear(int repeats) {
-  for (const Variant& v : {kF32, kTF32, kBF16})
+  for (const Variant& v : {kF32, kTF32, kBF16, kBF16Mix})
     for (const double p : {0.0, 0.1}) {
       const std::string base = std::string("lora_linear_") + v.name + (p > 0 ? "_dropout0.1" : "");
       lora_config(base, {8192, 4096, 4096, 16}, v, p, repeats, p == 0);  // with dropout: the tests check the mask

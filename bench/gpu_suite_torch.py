@@ -153,7 +153,7 @@ def case_poolformer(repeats):
     guarded("poolformer_m36_fwd_bwd_b32", body)
 
 
-def lora_config(base, name, dtype, tf32, n, d_in, d_out, r, p, repeats):
+def lora_config(base, name, dtype, tf32, n, d_in, d_out, r, p, repeats, adtype=None):
     """PEFT's eager LoRA Linear (separate dropout, A-GEMM, B-GEMM, scale, add) vs a plain F.linear
     at one shape, the passes of the C++ lora_config (bench/gpu_suite_lora.cpp); tax = lora / plain - 1."""
     s = 2.0
@@ -164,12 +164,15 @@ def lora_config(base, name, dtype, tf32, n, d_in, d_out, r, p, repeats):
         mk = lambda *sh, sc: (torch.randn(*sh, device="cuda", generator=g) * sc).to(dtype)  # noqa: E731
         x, w, b = mk(n, d_in, sc=1.0), mk(d_out, d_in, sc=0.02), mk(d_out, sc=0.1)
         a, bb, gy = mk(r, d_in, sc=0.02), mk(d_out, r, sc=0.02), mk(n, d_out, sc=1.0)
+        if adtype is not None:  # PEFT's autocast_adapter_dtype: F32 adapters on a BF16 base
+            a, bb = a.to(adtype), bb.to(adtype)
         drop = nn.Dropout(p) if p > 0 else nn.Identity()
         xg, ag, bg = x.clone().requires_grad_(), a.clone().requires_grad_(), bb.clone().requires_grad_()
         F = nn.functional
 
-        def lora(xx, aa, bbb):
-            return F.linear(xx, w, b) + F.linear(F.linear(drop(xx), aa), bbb) * s
+        def lora(xx, aa, bbb):  # PEFT's lora.Linear.forward: cast to the adapters' dtype, add, cast back
+            out = F.linear(xx, w, b) + F.linear(F.linear(drop(xx.to(aa.dtype)), aa), bbb) * s
+            return out.to(xx.dtype)
 
         def plain_bwd():
             xg.grad = None
@@ -196,11 +199,12 @@ def lora_config(base, name, dtype, tf32, n, d_in, d_out, r, p, repeats):
 
 def case_lora_linear(repeats):
     """spec/performance.md section 1's headline shape: N 8192, 4096 x 4096, r 16."""
-    for name, dtype, tf32 in (("f32", torch.float32, False), ("tf32", torch.float32, True),
-                              ("bf16", torch.bfloat16, False)):
+    for name, dtype, tf32, adtype in (("f32", torch.float32, False, None), ("tf32", torch.float32, True, None),
+                                      ("bf16", torch.bfloat16, False, None),
+                                      ("bf16mix", torch.bfloat16, False, torch.float32)):
         for p in (0.0, 0.1):
             base = f"lora_linear_{name}" + ("_dropout0.1" if p > 0 else "")
-            lora_config(base, name, dtype, tf32, 8192, 4096, 4096, 16, p, repeats)
+            lora_config(base, name, dtype, tf32, 8192, 4096, 4096, 16, p, repeats, adtype)
 
 
 def case_lora_sweep(repeats):

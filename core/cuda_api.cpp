@@ -65,6 +65,10 @@ void gemm(bool, bool, int64_t, int64_t, int64_t, double, const void*, int64_t, c
           int64_t, DType, Device dev) {
   cuda::unavailable("matmul", dev);
 }
+void gemm_fused(bool, bool, int64_t, int64_t, int64_t, double, const void*, int64_t, const void*, int64_t, double,
+                const void*, int64_t, void*, int64_t, const void*, DType, DType, Device dev) {
+  cuda::unavailable("linear", dev);
+}
 void gemm_batched(int64_t, int64_t, int64_t, int64_t, const void*, const void*, void*, DType, Device dev) {
   cuda::unavailable("matmul", dev);
 }

@@ -31,12 +31,22 @@ bool allow_tf32();
 // slower but need no workspace. Process-wide plain flag, settable in any build.
 void set_cudnn_enabled(bool enabled);
 bool cudnn_enabled();
-// With this switch on, lora_linear on CUDA (and LoraLinear / LoRA 1×1 convs through it) runs the
-// fused tensor-core kernels (kernels/cuda/lora_fused.cu) for BF16, and for F32 when allow_tf32()
-// is on; otherwise, and while it is off, the chain of cuBLAS GEMMs in PEFT's order. OFF by
-// default for now: the fused kernels are a first, untuned version that has not run on a GPU yet
-// (their base GEMM is likely slower than cuBLAS's); it becomes the default once
-// bench_gpu_suite --case lora_linear shows it ahead. Process-wide plain flag, settable in any build.
+// How lora_linear runs on CUDA (LoraLinear and LoRA 1×1 convs go through it). Process-wide.
+//   Auto (the default): the measured rule of core/ops_lora_fast.cpp. With no dropout in effect and
+//     N·(in + out) > in·out (N the rows of x), the merged path: W' = W + s·B·A in one cuBLASLt
+//     GEMM, then y = x·W'ᵀ + b with the bias in the epilogue, and dX = dY·W' in backward (two
+//     skinny GEMMs give dA, dB). Otherwise the epilogue chain: y = x·Wᵀ + b (bias in the
+//     epilogue), u = s·dropout(x)·Aᵀ, y += u·Bᵀ. Also takes F32 adapters on a BF16 / F16 base
+//     (autocast_adapter_dtype): products on BF16 copies of A, B, F32 adapter gradients.
+//   Chain: PEFT's order with plain cuBLAS GEMMs (the reference path; mixed dtypes as composed ops).
+//   Wmma: the hand-written tensor-core kernels of kernels/cuda/lora_fused.cu (BF16, or F32 with
+//     TF32 on; Chain otherwise). Measured 5-10x slower than Chain on an H200 (2026-12-04): kept for
+//     their tests and for people benchmarking LoRA kernels.
+enum class LoraCudaPath { Auto, Chain, Wmma };
+void set_lora_path(LoraCudaPath path);
+LoraCudaPath lora_path();
+const char* lora_path_name(LoraCudaPath path);
+// Shorthand: on = Auto, off = Chain. lora_fused() is true unless the path is Chain.
 void set_lora_fused(bool enabled);
 bool lora_fused();
 // The version of the cuDNN library loaded (e.g. 91900 for 9.19.0), or 0 when the build has no

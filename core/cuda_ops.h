@@ -50,6 +50,14 @@ void copy_convert(const Dims& shape, void* dst, DType dst_dtype, const Dims& dst
 // F32 runs in TF32 only when peft::cuda::allow_tf32() is on; BF16 / F16 accumulate in F32.
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const void* a, int64_t lda,
           const void* b, int64_t ldb, double beta, void* c, int64_t ldc, DType dtype, Device dev);
+// The same product with what one cublasGemmEx call cannot do (kernels/cuda/gemm_lt.cuh):
+//   d (M, N; ldd) = alpha · op(a) · op(b) + beta · c_in (M, N; ldc_in) + bias (N; null: none),
+// c_in may be d itself or another buffer, and d (with c_in and bias) may be F32 while a, b are
+// `dtype` (BF16 / F16), given as out_dtype. cuBLASLt with the bias in the epilogue when it has an
+// algorithm; otherwise cublasGemmEx after copying c_in into d, then a bias pass.
+void gemm_fused(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const void* a, int64_t lda,
+                const void* b, int64_t ldb, double beta, const void* c_in, int64_t ldc_in, void* d, int64_t ldd,
+                const void* bias, DType dtype, DType out_dtype, Device dev);
 // `batch` contiguous row-major products: a (B, M, K), b (B, K, N), c (B, M, N), c written with =.
 void gemm_batched(int64_t batch, int64_t M, int64_t N, int64_t K, const void* a, const void* b, void* c, DType dtype,
                   Device dev);

@@ -43,6 +43,19 @@ void copy_across_devices(const Tensor& dst, const Tensor& src);
 // out (M, N) = a (M, K) · b (K, N) + beta · out, and a fresh a · b.
 void gemm_into(const Tensor& a, const Tensor& b, Tensor& out, double beta);
 Tensor mm_raw(const Tensor& a, const Tensor& b);
+// out (M, N) = a (M, K) · b (K, N) + bias (N; undefined: none), out contiguous and of a's dtype.
+// On CUDA the bias rides in the GEMM's epilogue (cuda_ops::gemm_fused): y is written once.
+void gemm_bias_into(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& out);
+}  // namespace peft::detail
+namespace peft {
+class Generator;
+}  // namespace peft
+namespace peft::detail {
+// lora_linear's CUDA path under LoraCudaPath::Auto (core/ops_lora_fast.cpp); inputs checked by
+// lora_linear. lora_fast_merges: the rule that picks the merged algebra over the epilogue chain.
+Tensor lora_linear_fast(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& A, const Tensor& B,
+                        double scale, double dropout_p, bool training, Generator* gen);
+bool lora_fast_merges(int64_t n_rows, int64_t in_f, int64_t out_f, double dropout_in_effect);
 // An optional operand's memory for a kernel: its data, or nullptr when the tensor is undefined.
 inline void* ptr_or_null(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
 template <class T>

@@ -56,6 +56,21 @@ void gemm_into(const Tensor& a, const Tensor& b, Tensor& out, double beta) {
   });
 }
 
+void gemm_bias_into(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& out) {
+  const int64_t M = a.shape()[0], K = a.shape()[1], N = b.shape()[1];
+  if (out.device().is_cuda() && out.dtype() != DType::F64 && K > 0) {
+    MatArg ma = as_mat(a), mb = as_mat(b);
+    Tensor bc = bias.defined() ? detail::contiguous_detached(bias) : Tensor();
+    cuda_ops::gemm_fused(ma.trans, mb.trans, M, N, K, 1.0, ma.keep.raw_data(), ma.ld, mb.keep.raw_data(), mb.ld, 0.0,
+                         nullptr, 0, out.raw_data(), std::max<int64_t>(N, 1), bc.defined() ? bc.raw_data() : nullptr,
+                         out.dtype(), out.dtype(), out.device());
+    return;
+  }
+  if (bias.defined()) out.copy_(bias);
+  else out.zero_();
+  if (K > 0) gemm_into(a, b, out, 1.0);
+}
+
 Tensor mm_raw(const Tensor& a, const Tensor& b) {
   Tensor out = Tensor::empty({a.shape()[0], b.shape()[1]}, a.dtype(), a.device());
   if (a.shape()[1] == 0) return out.zero_();
@@ -170,9 +185,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   Tensor y = Tensor::empty({M, outf}, x.dtype(), x.device());
   {
     NoGradGuard g;
-    if (b.defined()) y.copy_(b.detach());
-    else y.zero_();
-    if (in > 0) gemm_into(x2, w.detach().t(), y, 1.0);
+    detail::gemm_bias_into(x2, w.detach().t(), b.defined() ? b.detach() : Tensor(), y);
   }
   Shape out_shape(x.shape().begin(), x.shape().end() - 1);
   out_shape.push_back(outf);

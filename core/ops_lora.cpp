@@ -2,9 +2,10 @@
 // y = b, y += x·Wᵀ, y += (s·u)·Bᵀ with u = dropout(x)·Aᵀ (all GEMMs accumulate into y).
 // Backward shares dU = s·dY·B between dA and dX and accumulates the low-rank term straight
 // into dX's GEMM output when there is no dropout; W's gradient is skipped when W is frozen.
-// On CUDA with cuda::set_lora_fused(true), BF16 (and F32 when TF32 is allowed) runs the fused
-// tensor-core kernels instead (lora_linear_fused below, kernels/cuda/lora_fused.cu); otherwise
-// (the default for now, F64, exact F32) the same chain as the CPU runs, through cuBLAS.
+// On CUDA the path is cuda::lora_path() (core/cuda_api.h): Auto (the default) runs
+// core/ops_lora_fast.cpp (cuBLASLt epilogues, merged W' = W + s·B·A where it is cheaper); Wmma the
+// hand-written tensor-core kernels (lora_linear_fused below, kernels/cuda/lora_fused.cu) for BF16
+// and TF32; Chain (and F64 everywhere) the same chain as the CPU, through cuBLAS.
 // Dropout's mask: on the CPU it comes from the Generator's uniform stream, one draw per element
 // (the LoRA dropout goldens replay that stream). On CUDA it is Philox (kernels/cuda/dropout.cuh)
 // from one 64-bit seed drawn from the Generator, as in peft::dropout: backward regenerates the
@@ -37,8 +38,15 @@ Tensor lora_linear_mixed(const Tensor& x, const Tensor& w, const Tensor& b, cons
 }
 
 bool use_fused_kernels(const Tensor& x) {
-  return x.device().is_cuda() && cuda::lora_fused() &&
+  return x.device().is_cuda() && cuda::lora_path() == cuda::LoraCudaPath::Wmma &&
          (x.dtype() == DType::BF16 || (x.dtype() == DType::F32 && cuda::allow_tf32()));
+}
+
+// Auto's fast path takes x in F32 / BF16 / F16 with adapters in x's dtype, or F32 adapters on a
+// BF16 / F16 base (autocast_adapter_dtype).
+bool use_fast_path(const Tensor& x, const Tensor& A) {
+  if (!x.device().is_cuda() || cuda::lora_path() != cuda::LoraCudaPath::Auto || x.dtype() == DType::F64) return false;
+  return A.dtype() == x.dtype() || (A.dtype() == DType::F32 && (x.dtype() == DType::BF16 || x.dtype() == DType::F16));
 }
 
 // The fused CUDA path (x, W, b, A, B of one dtype, checked by the caller): two kernels forward,
@@ -110,6 +118,7 @@ Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tens
   PEFT_CHECK(!b.defined() || (b.dim() == 1 && b.shape()[0] == out_f), "lora_linear: bias shape ", shape_str(b.shape()),
              " does not match ", out_f, " output features");
   PEFT_CHECK(dropout_p >= 0 && dropout_p < 1, "lora_linear: dropout probability must be in [0, 1), got ", dropout_p);
+  if (use_fast_path(x, A)) return detail::lora_linear_fast(x, w, b, A, B, scale, dropout_p, training, gen);
   if (A.dtype() != x.dtype()) return lora_linear_mixed(x, w, b, A, B, scale, dropout_p, training, gen);
   if (use_fused_kernels(x)) return lora_linear_fused(x, w, b, A, B, scale, dropout_p, training, gen);
 

@@ -132,12 +132,17 @@ Tensor host(const std::vector<float>& v, const Shape& shape) { return Tensor::fr
 
 }  // namespace
 
-TEST_CASE("the fused-LoRA switch is off by default (until measured) and toggles", "[cuda][lora]") {
-  CHECK_FALSE(cuda::lora_fused());
-  cuda::set_lora_fused(true);
+TEST_CASE("the LoRA path switch defaults to the measured rule (Auto) and toggles", "[cuda][lora]") {
+  CHECK(cuda::lora_path() == cuda::LoraCudaPath::Auto);
   CHECK(cuda::lora_fused());
   cuda::set_lora_fused(false);
+  CHECK(cuda::lora_path() == cuda::LoraCudaPath::Chain);
   CHECK_FALSE(cuda::lora_fused());
+  cuda::set_lora_path(cuda::LoraCudaPath::Wmma);
+  CHECK(cuda::lora_fused());
+  CHECK(std::string(cuda::lora_path_name(cuda::lora_path())) == "wmma");
+  cuda::set_lora_fused(true);
+  CHECK(cuda::lora_path() == cuda::LoraCudaPath::Auto);
 }
 
 TEST_CASE("the double reference of the fused-kernel test agrees with CPU autograd", "[cuda][lora]") {
@@ -366,10 +371,11 @@ TEST_CASE("tc_gemm directly: partial 16-byte chunks at the K and N edges, mask, 
 namespace {
 // Restores the process-wide switches whatever a failing REQUIRE leaves behind.
 struct SwitchGuard {
-  bool tf32 = cuda::allow_tf32(), fused = cuda::lora_fused();
+  bool tf32 = cuda::allow_tf32();
+  cuda::LoraCudaPath path = cuda::lora_path();
   ~SwitchGuard() {
     cuda::set_allow_tf32(tf32);
-    cuda::set_lora_fused(fused);
+    cuda::set_lora_path(path);
   }
 };
 }  // namespace
@@ -379,7 +385,7 @@ TEST_CASE("lora_linear on CUDA takes the fused kernels: autograd, 3-D input, tra
   if (!peft::testing::cuda_ready()) return;
   const Device d = Device::cuda(0);
   SwitchGuard guard;
-  cuda::set_lora_fused(true);
+  cuda::set_lora_path(cuda::LoraCudaPath::Wmma);
   struct Variant {
     bool bf16, train_base, bias, train_x;
   };
@@ -441,7 +447,9 @@ TEST_CASE("lora_linear on CUDA takes the fused kernels: autograd, 3-D input, tra
     cmp(ye, re, "eval forward");
     cuda::set_lora_fused(false);
     cmp(lora_linear(gpu[0], gpu[1], gpu[2], gpu[3], gpu[4], s, p, false), re, "eval forward, cuBLAS chain");
-    cuda::set_lora_fused(true);
+    cuda::set_lora_path(cuda::LoraCudaPath::Auto);
+    cmp(lora_linear(gpu[0], gpu[1], gpu[2], gpu[3], gpu[4], s, p, false), re, "eval forward, Auto");
+    cuda::set_lora_path(cuda::LoraCudaPath::Wmma);
   }
 }
 

@@ -12,7 +12,8 @@
 // and the first-step adapter values differ by their BF16 rounding, so losses agree to atol 2e-2,
 // rtol 5e-2, and the BF16 run must itself train. The same model through the fused LoRA kernels
 // (peft::cuda::set_lora_fused): BF16 adapters too (atol 3e-2, rtol 5e-2), and all F32 on TF32
-// tensor cores (atol 1e-2, rtol 2e-2: ~11-bit products in every GEMM).
+// tensor cores (atol 1e-2, rtol 2e-2: ~11-bit products in every GEMM), on every CUDA LoRA path
+// (Auto: merged / epilogue chain; Chain; Wmma).
 // Without a GPU every GPU case reports "skipped: no CUDA device" and passes.
 #include <catch2/catch.hpp>
 
@@ -177,21 +178,26 @@ TEST_CASE("the seed MLP with LoRA trains in mixed precision (BF16 base, F32 adap
   compare_losses(train_lora_mlp(Device::cuda(0), true), train_lora_mlp(Device::cpu(), false), {2e-2, 5e-2});
 }
 
-TEST_CASE("the seed MLP with LoRA trains through the fused LoRA kernels (BF16 throughout; TF32) on CUDA",
+TEST_CASE("the seed MLP with LoRA trains on every CUDA LoRA path (BF16 throughout; TF32)",
           "[cuda][training][lora][gpu]") {
   if (!peft::testing::cuda_ready()) return;
   struct Restore {
-    bool tf32 = cuda::allow_tf32(), fused = cuda::lora_fused();
+    bool tf32 = cuda::allow_tf32();
+    cuda::LoraCudaPath path = cuda::lora_path();
     ~Restore() {
       cuda::set_allow_tf32(tf32);
-      cuda::set_lora_fused(fused);
+      cuda::set_lora_path(path);
     }
   } restore;
   const std::vector<double> cpu = train_lora_mlp(Device::cpu(), false);
-  cuda::set_lora_fused(true);
-  compare_losses(train_lora_mlp(Device::cuda(0), true, true), cpu, {3e-2, 5e-2});  // BF16 adapters too
-  cuda::set_allow_tf32(true);
-  compare_losses(train_lora_mlp(Device::cuda(0), false), cpu, {1e-2, 2e-2});
+  for (const auto path : {cuda::LoraCudaPath::Auto, cuda::LoraCudaPath::Chain, cuda::LoraCudaPath::Wmma}) {
+    INFO("path " << cuda::lora_path_name(path));
+    cuda::set_lora_path(path);
+    cuda::set_allow_tf32(false);
+    compare_losses(train_lora_mlp(Device::cuda(0), true, true), cpu, {3e-2, 5e-2});  // BF16 adapters too
+    cuda::set_allow_tf32(true);
+    compare_losses(train_lora_mlp(Device::cuda(0), false), cpu, {1e-2, 2e-2});
+  }
 }
 
 TEST_CASE("the training loops themselves run and learn on the CPU", "[cuda][training]") {

@@ -8,6 +8,9 @@
 // and scalar-broadcast fast path). The per-element work is a functor (no extended lambdas
 // needed), with the op a template argument so the switch happens once on the host.
 //
+// Contiguous operands (all strides 1, 16-byte aligned) take vec_kernel.cuh's 16-byte-vector
+// kernel instead; same-dtype contiguous copies are a cudaMemcpyAsync.
+//
 // sum_reduce is a real reduction, not atomics: each output element is owned by one thread (when
 // the innermost dim is kept and there are enough outputs: consecutive threads then read
 // consecutive memory) or by one block (tree reduction), accumulating in double like the CPU's
@@ -18,13 +21,16 @@
 // in double. fill stores the caller's bits (a Bf16 value arrives already rounded).
 #include "kernels/cuda/elementwise.cuh"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdint>
 
 #include "core/error.h"
 #include "kernels/cuda/bf16.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/device_utils.cuh"
+#include "kernels/cuda/vec_kernel.cuh"
 
 namespace peft::kernels::cuda {
 
@@ -32,6 +38,8 @@ namespace {
 
 using detail::grid_for;
 using detail::kThreads;
+using detail::contiguous_count;
+using detail::launch_vec;
 
 template <int NT>
 struct Indexer {
@@ -246,6 +254,23 @@ struct ConvertFn {
   }
 };
 
+// Element ops for the vectorised path: T in, T out, computed in acc_t<T>.
+template <class T, UnaryOp OP>
+struct UnaryElem {
+  __device__ __forceinline__ T operator()(T x) const { return from_acc<T>(apply_unary<acc_t<T>, OP>(to_acc(x))); }
+};
+template <class T, BinaryOp OP>
+struct BinaryElem {
+  __device__ __forceinline__ T operator()(T x, T y) const {
+    return from_acc<T>(apply_binary<acc_t<T>, OP>(to_acc(x), to_acc(y)));
+  }
+};
+template <class T>
+struct AffineElem {
+  acc_t<T> alpha, beta;
+  __device__ __forceinline__ T operator()(T x) const { return from_acc<T>(to_acc(x) * alpha + beta); }
+};
+
 // ---------------------------------------------------------------------------- kernels
 
 // ONE_DIM: the operands coalesced into a single dim, so offsets are index * stride.
@@ -374,12 +399,16 @@ void launch_for_each(const char* op, const Dims& shape, const std::array<const D
 
 template <class T, UnaryOp OP>
 void launch_unary(const Dims& shape, T* out, const Dims& os, const T* a, const Dims& as, cudaStream_t stream) {
+  const int64_t n = contiguous_count<2>(shape, {&os, &as}, {out, a});
+  if (n >= 0) return launch_vec<T, 1>(n, out, a, static_cast<const T*>(nullptr), UnaryElem<T, OP>{}, stream);
   launch_for_each<2>("cuda unary", shape, {&os, &as}, {out, a}, UnaryFn<T, OP>{out, a}, stream);
 }
 
 template <class T, BinaryOp OP>
 void launch_binary(const Dims& shape, T* out, const Dims& os, const T* a, const Dims& as, const T* b, const Dims& bs,
                    cudaStream_t stream) {
+  const int64_t n = contiguous_count<3>(shape, {&os, &as, &bs}, {out, a, b});
+  if (n >= 0) return launch_vec<T, 2>(n, out, a, b, BinaryElem<T, OP>{}, stream);
   launch_for_each<3>("cuda binary", shape, {&os, &as, &bs}, {out, a, b}, BinaryFn<T, OP>{out, a, b}, stream);
 }
 
@@ -430,6 +459,8 @@ void binary(BinaryOp op, const Dims& shape, T* out, const Dims& os, const T* a, 
 template <class T>
 void affine(const Dims& shape, T* out, const Dims& os, const T* a, const Dims& as, acc_t<T> alpha, acc_t<T> beta,
             cudaStream_t stream) {
+  const int64_t n = contiguous_count<2>(shape, {&os, &as}, {out, a});
+  if (n >= 0) return launch_vec<T, 1>(n, out, a, static_cast<const T*>(nullptr), AffineElem<T>{alpha, beta}, stream);
   launch_for_each<2>("cuda affine", shape, {&os, &as}, {out, a}, AffineFn<T>{out, a, alpha, beta}, stream);
 }
 
@@ -491,6 +522,14 @@ void copy_convert(const Dims& shape, void* dst, int dst_dtype, const Dims& ds, c
   PEFT_CHECK(dst_dtype >= 0 && dst_dtype <= 4 && src_dtype >= 0 && src_dtype <= 4, op, ": dtype codes must be 0..4 "
              "(F32, F64, I64, BF16, F16), got dst ", dst_dtype, ", src ", src_dtype);
   if (dst_dtype == src_dtype) {
+    const int64_t n = contiguous_count<2>(shape, {&ds, &ss}, {dst, src});
+    if (n >= 0) {  // one contiguous run each: the copy engine's path
+      static constexpr size_t kSize[] = {4, 8, 8, 2, 2};
+      if (n > 0 && dst != src)
+        PEFT_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * kSize[dst_dtype], cudaMemcpyDeviceToDevice,
+                                        stream));
+      return;
+    }
     // Same dtype: move the bits. Going through double would round I64 beyond 2^53.
     if (dst_dtype == 3 || dst_dtype == 4)
       return launch_for_each<2>(op, shape, {&ds, &ss}, {dst, src},

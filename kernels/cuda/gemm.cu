@@ -9,6 +9,7 @@
 #include "core/cuda_ops.h"
 #include "core/error.h"
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/gemm_lt.cuh"
 #include "kernels/cuda/memory.cuh"
 
 namespace peft::kernels::cuda {
@@ -67,6 +68,18 @@ void gemm_strided_batched(cublasHandle_t handle, GemmType type, bool tf32, bool 
   }
 }
 
+void gemm_out_f32(cublasHandle_t handle, GemmType ab, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                  double alpha, const void* a, int64_t lda, const void* b, int64_t ldb, double beta, float* c,
+                  int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  PEFT_CHECK(ab == GemmType::BF16 || ab == GemmType::F16, "gemm_out_f32: operands must be BF16 or F16");
+  const Types t = types_of(ab, false);
+  const float af = static_cast<float>(alpha), bf = static_cast<float>(beta);
+  PEFT_CUBLAS_CHECK(cublasGemmEx(handle, op_of(trans_b), op_of(trans_a), as_int(N, "N"), as_int(M, "M"),
+                                 as_int(K, "K"), &af, b, t.data, as_int(ldb, "ldb"), a, t.data, as_int(lda, "lda"), &bf,
+                                 c, CUDA_R_32F, as_int(ldc, "ldc"), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
 }  // namespace peft::kernels::cuda
 
 namespace peft::cuda_ops {
@@ -90,6 +103,57 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double al
   cuda::DeviceGuard g(dev.index);
   kernels::cuda::gemm(cuda::cublas(dev.index), t, cuda::allow_tf32(), trans_a, trans_b, M, N, K, alpha, a, lda, b, ldb,
                       beta, c, ldc);
+}
+
+void gemm_fused(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const void* a, int64_t lda,
+                const void* b, int64_t ldb, double beta, const void* c_in, int64_t ldc_in, void* d, int64_t ldd,
+                const void* bias, DType dtype, DType out_dtype, Device dev) {
+  const kernels::cuda::GemmType t = gemm_type(dtype);
+  const bool d_f32 = out_dtype != dtype;
+  PEFT_CHECK(!d_f32 || (out_dtype == DType::F32 && (dtype == DType::BF16 || dtype == DType::F16)),
+             "gemm_fused: output dtype ", dtype_name(out_dtype), " with ", dtype_name(dtype), " operands (only F32 from "
+             "BF16 / F16)");
+  cuda::check_device(dev);
+  cuda::DeviceGuard g(dev.index);
+  if (M == 0 || N == 0) return;
+  kernels::cuda::LtGemm lt;
+  lt.ab = t;
+  lt.tf32 = cuda::allow_tf32();
+  lt.d_f32 = d_f32;
+  lt.trans_a = trans_a;
+  lt.trans_b = trans_b;
+  lt.M = M;
+  lt.N = N;
+  lt.K = K;
+  lt.alpha = static_cast<float>(alpha);
+  lt.beta = static_cast<float>(beta);
+  lt.a = a;
+  lt.lda = lda;
+  lt.b = b;
+  lt.ldb = ldb;
+  lt.c = beta != 0 ? c_in : nullptr;
+  lt.ldc = ldc_in;
+  lt.d = d;
+  lt.ldd = ldd;
+  lt.bias = bias;
+  if (K > 0 && dtype != DType::F64 &&
+      kernels::cuda::gemm_lt(cuda::cublas_lt(dev.index), lt, cuda::lt_workspace(dev.index), cuda::kLtWorkspaceBytes,
+                             cuda::stream(dev.index)))
+    return;
+  // Fallback: d = c_in (a strided 2-D copy), d = alpha·a·b + beta·d, then d += bias.
+  const size_t esz = dtype_size(out_dtype);
+  if (beta != 0 && c_in != d)
+    PEFT_CUDA_CHECK(cudaMemcpy2DAsync(d, static_cast<size_t>(ldd) * esz, c_in, static_cast<size_t>(ldc_in) * esz,
+                                      static_cast<size_t>(N) * esz, static_cast<size_t>(M), cudaMemcpyDeviceToDevice,
+                                      cuda::stream(dev.index)));
+  if (!d_f32) {
+    kernels::cuda::gemm(cuda::cublas(dev.index), t, cuda::allow_tf32(), trans_a, trans_b, M, N, K, alpha, a, lda, b,
+                        ldb, beta, d, ldd);
+  } else {
+    kernels::cuda::gemm_out_f32(cuda::cublas(dev.index), t, trans_a, trans_b, M, N, K, alpha, a, lda, b, ldb, beta,
+                                static_cast<float*>(d), ldd);
+  }
+  if (bias) binary(BinaryOp::Add, {M, N}, d, {ldd, 1}, d, {ldd, 1}, bias, {0, 1}, out_dtype, dev);
 }
 
 void gemm_batched(int64_t batch, int64_t M, int64_t N, int64_t K, const void* a, const void* b, void* c, DType dtype,

@@ -23,6 +23,11 @@ void gemm(cublasHandle_t handle, GemmType type, bool tf32, bool trans_a, bool tr
           double beta,
           void* c, int64_t ldc);       // (M, N)
 
+// The same with an F32 C from BF16 / F16 operands (F32 accumulation): mixed-precision gradients.
+void gemm_out_f32(cublasHandle_t handle, GemmType ab, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                  double alpha, const void* a, int64_t lda, const void* b, int64_t ldb, double beta, float* c,
+                  int64_t ldc);
+
 // `batch` products, operand i at base + i * stride (elements).
 void gemm_strided_batched(cublasHandle_t handle, GemmType type, bool tf32, bool trans_a, bool trans_b, int64_t M,
                           int64_t N, int64_t K, double alpha, const void* a, int64_t lda, int64_t stride_a,

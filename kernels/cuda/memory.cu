@@ -84,10 +84,12 @@ class CudaRawAllocator final : public RawAllocator {
 };
 
 struct DeviceState {
-  std::once_flag allocator_once, stream_once, cublas_once;
+  std::once_flag allocator_once, stream_once, cublas_once, lt_once, lt_ws_once;
   CachingAllocator* allocator = nullptr;
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
+  cublasLtHandle_t lt = nullptr;
+  void* lt_ws = nullptr;
 };
 
 DeviceState& state(int device) {
@@ -155,6 +157,25 @@ cublasHandle_t cublas(int device) {
     st.cublas = h;
   });
   return st.cublas;
+}
+
+cublasLtHandle_t cublas_lt(int device) {
+  check_device(Device::cuda(device));
+  DeviceState& st = state(device);
+  std::call_once(st.lt_once, [&] {
+    DeviceGuard g(device);
+    cublasLtHandle_t h = nullptr;
+    PEFT_CUBLAS_CHECK(cublasLtCreate(&h));
+    st.lt = h;
+  });
+  return st.lt;
+}
+
+void* lt_workspace(int device) {
+  CachingAllocator& a = allocator(device);
+  DeviceState& st = state(device);
+  std::call_once(st.lt_ws_once, [&] { st.lt_ws = a.allocate(kLtWorkspaceBytes); });
+  return st.lt_ws;
 }
 
 CachingAllocator& allocator(int device) {

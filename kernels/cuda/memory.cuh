@@ -4,6 +4,7 @@
 // lets the caching allocator reuse a freed block at once (see core/allocator.h). Also defines
 // core/cuda_api.h (alloc, free, copies, memset, statistics) for CUDA builds.
 #pragma once
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -20,6 +21,12 @@ cudaStream_t stream(int device);
 // A cuBLAS handle for the device, bound to stream(device).
 cublasHandle_t cublas(int device);
 CachingAllocator& allocator(int device);
+// The device's cuBLASLt handle (kernels/cuda/gemm_lt.cuh; streams are passed per call) and its
+// workspace: kLtWorkspaceBytes from the caching allocator, taken on first use and kept (it shows
+// in memory_stats, as PyTorch's cuBLAS workspace does in its allocator's).
+constexpr size_t kLtWorkspaceBytes = size_t(8) << 20;
+cublasLtHandle_t cublas_lt(int device);
+void* lt_workspace(int device);
 
 // RAII: makes `device` the calling thread's current device and restores the previous one.
 class DeviceGuard {
