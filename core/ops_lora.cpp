@@ -18,6 +18,7 @@
 #include "core/cuda_ops.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
+#include "core/profiler.h"
 #include "core/random.h"
 
 namespace peft {
@@ -42,11 +43,13 @@ bool use_fused_kernels(const Tensor& x) {
          (x.dtype() == DType::BF16 || (x.dtype() == DType::F32 && cuda::allow_tf32()));
 }
 
-// Auto's fast path takes x in F32 / BF16 / F16 with adapters in x's dtype, or F32 adapters on a
-// BF16 / F16 base (autocast_adapter_dtype).
+// Auto's fast path takes x in F32 / BF16 with adapters in x's dtype, or F32 adapters on a BF16
+// base (autocast_adapter_dtype). F16 stays on the composed paths: the CUDA elementwise kernels
+// (dropout, the bias gradient's sum) have no F16 version.
 bool use_fast_path(const Tensor& x, const Tensor& A) {
-  if (!x.device().is_cuda() || cuda::lora_path() != cuda::LoraCudaPath::Auto || x.dtype() == DType::F64) return false;
-  return A.dtype() == x.dtype() || (A.dtype() == DType::F32 && (x.dtype() == DType::BF16 || x.dtype() == DType::F16));
+  if (!x.device().is_cuda() || cuda::lora_path() != cuda::LoraCudaPath::Auto) return false;
+  if (x.dtype() != DType::F32 && x.dtype() != DType::BF16) return false;
+  return A.dtype() == x.dtype() || (A.dtype() == DType::F32 && x.dtype() == DType::BF16);
 }
 
 // The fused CUDA path (x, W, b, A, B of one dtype, checked by the caller): two kernels forward,
@@ -102,6 +105,7 @@ Tensor lora_linear_fused(const Tensor& x, const Tensor& w, const Tensor& b, cons
 
 Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& A, const Tensor& B, double scale,
                    double dropout_p, bool training, Generator* gen) {
+  PEFT_PROFILE_OP("lora_linear", x);
   // x, W, b share a dtype; A, B share theirs, which may differ (see lora_linear_mixed).
   detail::check_float_inputs_any_device("lora_linear", {&x, &w, &b});
   detail::check_float_inputs_any_device("lora_linear", {&A, &B});

@@ -136,16 +136,30 @@ void gemm_fused(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, dou
   lt.d = d;
   lt.ldd = ldd;
   lt.bias = bias;
-  if (K > 0 && dtype != DType::F64 &&
-      kernels::cuda::gemm_lt(cuda::cublas_lt(dev.index), lt, cuda::lt_workspace(dev.index), cuda::kLtWorkspaceBytes,
-                             cuda::stream(dev.index)))
-    return;
-  // Fallback: d = c_in (a strided 2-D copy), d = alpha·a·b + beta·d, then d += bias.
+  if (K > 0 && dtype != DType::F64) {
+    // Without the workspace (the device nearly full) cuBLASLt still has algorithms that need none.
+    void* ws = nullptr;
+    size_t ws_bytes = 0;
+    try {
+      ws = cuda::lt_workspace(dev.index);
+      ws_bytes = cuda::kLtWorkspaceBytes;
+    } catch (const Error&) {
+    }
+    if (kernels::cuda::gemm_lt(cuda::cublas_lt(dev.index), lt, ws, ws_bytes, cuda::stream(dev.index))) return;
+  }
+  // Fallback: d = c_in (a strided 2-D copy) or, with no c_in, the bias broadcast into d (then
+  // accumulated on, so every dtype's copy kernel serves); d = alpha·a·b + beta'·d; with both
+  // c_in and a bias, d += bias last.
   const size_t esz = dtype_size(out_dtype);
   if (beta != 0 && c_in != d)
     PEFT_CUDA_CHECK(cudaMemcpy2DAsync(d, static_cast<size_t>(ldd) * esz, c_in, static_cast<size_t>(ldc_in) * esz,
                                       static_cast<size_t>(N) * esz, static_cast<size_t>(M), cudaMemcpyDeviceToDevice,
                                       cuda::stream(dev.index)));
+  if (bias && beta == 0) {
+    copy_convert({M, N}, d, out_dtype, {ldd, 1}, bias, out_dtype, {0, 1}, dev);
+    beta = 1;
+    bias = nullptr;
+  }
   if (!d_f32) {
     kernels::cuda::gemm(cuda::cublas(dev.index), t, cuda::allow_tf32(), trans_a, trans_b, M, N, K, alpha, a, lda, b,
                         ldb, beta, d, ldd);

@@ -51,8 +51,34 @@ cublasLtMatrixLayout_t layout(cudaDataType_t t, int64_t rm_rows, int64_t rm_cols
   return l;
 }
 
+void destroy(Plan& p) noexcept {
+  if (p.la) (void)cublasLtMatrixLayoutDestroy(p.la);
+  if (p.lb) (void)cublasLtMatrixLayoutDestroy(p.lb);
+  if (p.lc) (void)cublasLtMatrixLayoutDestroy(p.lc);
+  if (p.ld) (void)cublasLtMatrixLayoutDestroy(p.ld);
+  if (p.desc) (void)cublasLtMatmulDescDestroy(p.desc);
+  p = Plan{};
+}
+
+// Owns the descriptors until the plan is complete, so a throw part-way leaks nothing.
+struct PlanGuard {
+  Plan& p;
+  bool keep = false;
+  ~PlanGuard() {
+    if (!keep) destroy(p);
+  }
+};
+
+struct PrefGuard {
+  cublasLtMatmulPreference_t pref = nullptr;
+  ~PrefGuard() {
+    if (pref) (void)cublasLtMatmulPreferenceDestroy(pref);
+  }
+};
+
 Plan make_plan(cublasLtHandle_t handle, const LtGemm& g, const Key& key, size_t ws_bytes) {
   Plan p;
+  PlanGuard guard{p};
   const cudaDataType_t ab = data_type(g.ab), cd = g.d_f32 ? CUDA_R_32F : ab;
   const cublasComputeType_t compute = g.tf32 && g.ab == GemmType::F32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
   PEFT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, compute, CUDA_R_32F));
@@ -69,8 +95,9 @@ Plan make_plan(cublasLtHandle_t handle, const LtGemm& g, const Key& key, size_t 
   p.lc = layout(cd, g.M, g.N, g.beta != 0.f ? g.ldc : g.ldd);
   p.ld = layout(cd, g.M, g.N, g.ldd);
 
-  cublasLtMatmulPreference_t pref = nullptr;
-  PEFT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  PrefGuard pg;
+  PEFT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pg.pref));
+  cublasLtMatmulPreference_t pref = pg.pref;
   const uint64_t ws = ws_bytes;
   PEFT_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
   const uint32_t al_a = static_cast<uint32_t>(key[12]), al_b = static_cast<uint32_t>(key[13]);
@@ -82,14 +109,16 @@ Plan make_plan(cublasLtHandle_t handle, const LtGemm& g, const Key& key, size_t 
   cublasLtMatmulHeuristicResult_t res{};
   int n = 0;
   const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(handle, p.desc, p.la, p.lb, p.lc, p.ld, pref, 1, &res, &n);
-  (void)cublasLtMatmulPreferenceDestroy(pref);
+  // Any refusal (NOT_SUPPORTED, or INVALID_VALUE for a combination some versions reject) leaves the
+  // plan unfound: the caller's cublasGemmEx fallback computes the same product.
   if (st == CUBLAS_STATUS_SUCCESS && n > 0 && res.state == CUBLAS_STATUS_SUCCESS) {
     p.algo = res.algo;
     p.found = true;
-  } else if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED) {
-    PEFT_CUBLAS_CHECK(st);
+    guard.keep = true;
+    return p;
   }
-  return p;
+  destroy(p);
+  return Plan{};
 }
 
 }  // namespace
