@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "core/ops.h"
 #include "core/optim.h"
+#include "core/profiler.h"
 #include "core/random.h"
 #include "core/tensor.h"
 #include "layers/activation.h"

@@ -24,7 +24,9 @@ class LoraModel : public nn::Module {
  public:
   LoraModel(nn::ModulePtr model, const LoraConfig& config, const std::string& adapter_name);
   std::string type_name() const override { return "LoraModel"; }
-  Tensor forward(const Tensor& x) override { return model()->forward(x); }
+  // Through Module::operator(), so anomaly errors and the profiler name modules by their full path
+  // from the user's model ("seq.0 (Linear)").
+  Tensor forward(const Tensor& x) override { return (*model())(x); }
   nn::ModulePtr model() const { return child("model"); }
 
   // Adds an adapter (all checks happen before the model is touched).

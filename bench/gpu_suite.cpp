@@ -24,7 +24,9 @@
 // does ("l2_flush": false says so).
 // Without a CUDA device: one line {"skipped": "no CUDA device"}, exit 0.
 //   usage: bench_gpu_suite [--case gemm|elementwise|mlp_step|poolformer|lora_linear|lora_sweep|all]
-//                          [--repeats N]
+//                          [--repeats N] [--profile DIR]
+//   --profile DIR: after each timed pass, one more run of it under peft::profiler; its op table
+//   goes to stderr, its Chrome trace to DIR/<case>_<k>.json (stdout stays JSON lines).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -69,6 +71,23 @@ struct Events {
   Events& operator=(const Events&) = delete;
 };
 
+std::string g_profile_dir;  // --profile
+std::string g_case;         // the case guarded() runs
+int g_case_pass = 0;        // timed passes so far in it
+
+// One more run of `step` under the profiler: table to stderr, trace to g_profile_dir.
+void profile_step(const std::function<void()>& step) {
+  {
+    profiler::Profile prof;
+    step();
+    cuda::synchronize(kGpu);
+  }
+  const std::string path = g_profile_dir + "/" + g_case + "_" + std::to_string(g_case_pass) + ".json";
+  profiler::export_chrome_trace(path);
+  std::fprintf(stderr, "== profile of %s pass %d (%s)\n%s", g_case.c_str(), g_case_pass, path.c_str(),
+               profiler::key_averages_table(false, "cuda_total", 15).c_str());
+}
+
 Timing time_step(int warmup, int repeats, const std::function<void()>& step) {
   cudaStream_t s = cuda::stream(0);
   cuda::synchronize(kGpu);
@@ -96,6 +115,8 @@ Timing time_step(int warmup, int repeats, const std::function<void()>& step) {
   t.min_ms = ms.front();
   t.repeats = repeats;
   t.peak_alloc = cuda::memory_stats(kGpu).peak_allocated_bytes;
+  if (!g_profile_dir.empty()) profile_step(step);
+  ++g_case_pass;
   return t;
 }
 
@@ -126,6 +147,8 @@ void emit(const Json& j) {
 
 // Runs one case; an error becomes its JSON line so the rest of the suite still runs.
 void guarded(const std::string& name, const std::function<void()>& body) {
+  g_case = name;
+  g_case_pass = 0;
   try {
     body();
   } catch (const std::exception& e) {
@@ -424,6 +447,8 @@ int main(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--case") which = argv[i + 1];
     else if (a == "--repeats") repeats = std::max(1, std::stoi(argv[i + 1]));
+    else if (a == "--profile") g_profile_dir = argv[i + 1];
+    else which = "?";  // unknown flag: usage below
   }
   const std::vector<std::pair<std::string, std::function<void(int)>>> cases = {
       {"gemm", case_gemm}, {"elementwise", case_elementwise}, {"mlp_step", case_mlp_step},
@@ -433,7 +458,8 @@ int main(int argc, char** argv) {
                      });
   if (!known || argc % 2 == 0) {
     std::fprintf(stderr,
-                 "usage: %s [--case gemm|elementwise|mlp_step|poolformer|lora_linear|lora_sweep|all] [--repeats N]\n",
+                 "usage: %s [--case gemm|elementwise|mlp_step|poolformer|lora_linear|lora_sweep|all] [--repeats N] "
+                 "[--profile DIR]\n",
                  argv[0]);
     return 2;
   }

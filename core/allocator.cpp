@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "core/profiler.h"
 
 namespace peft {
 
@@ -56,7 +57,9 @@ void* CachingAllocator::allocate(size_t nbytes) {
     }
     if (p == nullptr) {
       const std::string detail = raw_->failure_detail();
-      PEFT_ERROR(device_.str(), " out of memory: tried to allocate ", format_bytes(nbytes), "; ",
+      const char* op = profiler::current_op();  // the innermost op running on this thread, if any
+      PEFT_ERROR(device_.str(), " out of memory", op ? std::string(" in ") + op : std::string(),
+                 ": tried to allocate ", format_bytes(nbytes), "; ",
                  format_bytes(stats_.allocated_bytes), " allocated by tensors, ", format_bytes(stats_.reserved_bytes),
                  " reserved", detail.empty() ? "" : " (" + detail + ")");
     }

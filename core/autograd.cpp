@@ -8,6 +8,7 @@
 #include <unordered_set>
 
 #include "core/ops.h"
+#include "core/profiler.h"
 
 namespace peft {
 namespace {
@@ -185,7 +186,7 @@ void record(const std::string& name, const std::vector<Tensor>& inputs,
   if (!needs_grad(inputs)) return;
   auto node = std::make_shared<FunctionNode>(name, std::move(backward));
   node->sequence_nr = g_sequence++;
-  if (AnomalyMode::is_enabled()) node->module_path = current_module_path();
+  if (AnomalyMode::is_enabled() || profiler::is_enabled()) node->module_path = current_module_path();
   for (const auto& in : inputs) node->next_edges.push_back(gradient_edge(in));
   for (size_t i = 0; i < outputs.size(); ++i) {
     const Tensor& out = outputs[i];
@@ -255,6 +256,9 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
       if (!grads[i].defined())
         grads[i] = Tensor::zeros(node->outputs[i].shape, node->outputs[i].dtype, node->outputs[i].device);
     std::vector<Tensor> in_grads;
+    // Timed under the node's name and its forward's module path (a no-op unless profiling).
+    profiler::RecordFunction timed(node->name(), node->outputs.empty() ? Device::cpu() : node->outputs[0].device,
+                                   node->module_path);
     if (AnomalyMode::is_enabled()) {
       {
         SuppressAnomaly suppress;

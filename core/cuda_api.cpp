@@ -27,6 +27,9 @@ void synchronize(Device device) { unavailable("synchronize", device); }
 void* device_alloc(Device device, size_t) { unavailable("allocate", device); }
 void device_free(Device device, void*) { unavailable("free", device); }
 void device_memset_zero(void*, Device device, size_t) { unavailable("memset", device); }
+void* event_record(Device device) { unavailable("event_record", device); }
+float event_elapsed_ms(void*, void*) { unavailable("event_elapsed_ms", Device::cuda(0)); }
+void event_destroy(void*) noexcept {}
 int cudnn_version() { return 0; }  // a query, not an operation: no refusal
 
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes) {

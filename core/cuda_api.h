@@ -63,5 +63,10 @@ void device_free(Device device, void* ptr);
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes);
 // Zeroes nbytes at ptr on a CUDA device (all-zero bits are 0 in every dtype).
 void device_memset_zero(void* ptr, Device device, size_t nbytes);
+// CUDA events for the profiler (core/profiler.h): an opaque handle of a timing event recorded now
+// on the device's stream; the milliseconds between two (waits for `end`); destroy (never throws).
+void* event_record(Device device);
+float event_elapsed_ms(void* start, void* end);
+void event_destroy(void* event) noexcept;
 
 }  // namespace peft::cuda

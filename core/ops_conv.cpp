@@ -5,6 +5,7 @@
 #include "core/cuda_ops.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
+#include "core/profiler.h"
 #include "kernels/cpu/conv2d.h"
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/pool.h"
@@ -14,6 +15,7 @@ namespace peft {
 namespace kc = kernels::cpu;
 
 Tensor embedding(const Tensor& weight, const Tensor& ids_in, std::optional<int64_t> padding_idx) {
+  PEFT_PROFILE_OP("embedding", weight);
   detail::check_float_inputs_any_device("embedding", {&weight});
   PEFT_CHECK(weight.dim() == 2, "embedding: weight must be 2-D (num_embeddings, dim), got ", shape_str(weight.shape()));
   PEFT_CHECK(ids_in.dtype() == DType::I64, "embedding: indices must be I64, got ", dtype_name(ids_in.dtype()));
@@ -59,6 +61,7 @@ Tensor embedding(const Tensor& weight, const Tensor& ids_in, std::optional<int64
 }
 
 Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
+  PEFT_PROFILE_OP("index_select", a);
   PEFT_CHECK(index.dim() == 1, "index_select: index must be 1-D, got shape ", shape_str(index.shape()));
   PEFT_CHECK(a.dim() >= 1, "index_select: input must have at least one dimension");
   PEFT_CHECK(index.dtype() == DType::I64, "index_select: index must be I64, got ", dtype_name(index.dtype()));
@@ -89,6 +92,7 @@ Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
 }
 
 Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dOptions& o) {
+  PEFT_PROFILE_OP("conv2d", x_in);
   detail::check_float_inputs_any_device("conv2d", {&x_in, &w_in, &b_in});
   PEFT_CHECK(x_in.dim() == 4, "conv2d: expected 4-D input (N, C, H, W), got ", shape_str(x_in.shape()));
   PEFT_CHECK(w_in.dim() == 4, "conv2d: expected 4-D weight (O, C/groups, kh, kw), got ", shape_str(w_in.shape()));
@@ -147,6 +151,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const 
 }
 
 Tensor avg_pool2d(const Tensor& x_in, const AvgPool2dOptions& o) {
+  PEFT_PROFILE_OP("avg_pool2d", x_in);
   detail::check_float_inputs_any_device("avg_pool2d", {&x_in});
   PEFT_CHECK(x_in.dim() == 4, "avg_pool2d: expected 4-D input (N, C, H, W), got ", shape_str(x_in.shape()));
   const int64_t kh = o.kernel.first, kw = o.kernel.second;
@@ -183,6 +188,7 @@ Tensor avg_pool2d(const Tensor& x_in, const AvgPool2dOptions& o) {
 }
 
 Tensor adaptive_avg_pool2d(const Tensor& x, std::pair<int64_t, int64_t> output_size) {
+  PEFT_PROFILE_OP("adaptive_avg_pool2d", x);
   PEFT_CHECK(output_size.first == 1 && output_size.second == 1, "adaptive_avg_pool2d: only output size (1, 1) is "
              "supported, got (", output_size.first, ", ", output_size.second, ")");
   PEFT_CHECK(x.dim() == 4 || x.dim() == 3, "adaptive_avg_pool2d: expected 3-D or 4-D input, got ", shape_str(x.shape()));

@@ -6,6 +6,7 @@
 #include "core/cuda_ops.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
+#include "core/profiler.h"
 #include "kernels/cpu/elementwise.h"
 
 namespace peft {
@@ -134,6 +135,7 @@ Tensor sum_to(const Tensor& a, const Shape& shape) {
 }
 
 Tensor add(const Tensor& a, const Tensor& b) {
+  PEFT_PROFILE_OP("add", a);
   Tensor out = binary_raw(kc::BinaryOp::Add, a, b, "add");
   Shape sa = a.shape(), sb = b.shape();
   autograd::record("AddBackward", {a, b}, {out}, [sa, sb](const std::vector<Tensor>& g) -> std::vector<Tensor> {
@@ -143,6 +145,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
+  PEFT_PROFILE_OP("sub", a);
   Tensor out = binary_raw(kc::BinaryOp::Sub, a, b, "sub");
   Shape sa = a.shape(), sb = b.shape();
   autograd::record("SubBackward", {a, b}, {out}, [sa, sb](const std::vector<Tensor>& g) -> std::vector<Tensor> {
@@ -152,6 +155,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
+  PEFT_PROFILE_OP("mul", a);
   Tensor out = binary_raw(kc::BinaryOp::Mul, a, b, "mul");
   bool ga = a.requires_grad(), gb = b.requires_grad();
   Tensor a_saved = gb ? a.detach() : Tensor(), b_saved = ga ? b.detach() : Tensor();
@@ -165,6 +169,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
+  PEFT_PROFILE_OP("div", a);
   Tensor out = binary_raw(kc::BinaryOp::Div, a, b, "div");
   Tensor as = a.detach(), bs = b.detach();
   bool ga = a.requires_grad(), gb = b.requires_grad();
@@ -178,12 +183,14 @@ Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 Tensor add(const Tensor& a, double b) {
+  PEFT_PROFILE_OP("add", a);
   Tensor out = affine_raw(a, 1.0, b, "add");
   autograd::record("AddBackward", {a}, {out}, [](const std::vector<Tensor>& g) -> std::vector<Tensor> { return {g[0]}; });
   return out;
 }
 
 Tensor mul(const Tensor& a, double b) {
+  PEFT_PROFILE_OP("mul", a);
   Tensor out = affine_raw(a, b, 0.0, "mul");
   autograd::record("MulBackward", {a}, {out}, [b](const std::vector<Tensor>& g) -> std::vector<Tensor> {
     return {mul(g[0], b)};
@@ -192,6 +199,7 @@ Tensor mul(const Tensor& a, double b) {
 }
 
 Tensor neg(const Tensor& a) {
+  PEFT_PROFILE_OP("neg", a);
   Tensor out = unary_raw(kc::UnaryOp::Neg, a, "neg");
   autograd::record("NegBackward", {a}, {out}, [](const std::vector<Tensor>& g) -> std::vector<Tensor> {
     return {neg(g[0])};
@@ -200,6 +208,7 @@ Tensor neg(const Tensor& a) {
 }
 
 Tensor pow(const Tensor& a, double p) {
+  PEFT_PROFILE_OP("pow", a);
   detail::check_float_inputs_any_device("pow", {&a});
   Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
   if (a.device().is_cuda()) {
@@ -219,6 +228,7 @@ Tensor pow(const Tensor& a, double p) {
 }
 
 Tensor pow(const Tensor& a, const Tensor& e) {
+  PEFT_PROFILE_OP("pow", a);
   Tensor out = binary_raw(kc::BinaryOp::Pow, a, e, "pow");
   Tensor as = a.detach(), es = e.detach(), os = out.detach();
   bool ga = a.requires_grad(), ge = e.requires_grad();
@@ -232,6 +242,7 @@ Tensor pow(const Tensor& a, const Tensor& e) {
 }
 
 Tensor exp(const Tensor& a) {
+  PEFT_PROFILE_OP("exp", a);
   Tensor out = unary_raw(kc::UnaryOp::Exp, a, "exp");
   Tensor os = out.detach();
   autograd::record("ExpBackward", {a}, {out}, [os](const std::vector<Tensor>& g) -> std::vector<Tensor> {
@@ -241,6 +252,7 @@ Tensor exp(const Tensor& a) {
 }
 
 Tensor log(const Tensor& a) {
+  PEFT_PROFILE_OP("log", a);
   Tensor out = unary_raw(kc::UnaryOp::Log, a, "log");
   Tensor as = a.detach();
   autograd::record("LogBackward", {a}, {out}, [as](const std::vector<Tensor>& g) -> std::vector<Tensor> {
@@ -250,6 +262,7 @@ Tensor log(const Tensor& a) {
 }
 
 Tensor sqrt(const Tensor& a) {
+  PEFT_PROFILE_OP("sqrt", a);
   Tensor out = unary_raw(kc::UnaryOp::Sqrt, a, "sqrt");
   Tensor os = out.detach();
   autograd::record("SqrtBackward", {a}, {out}, [os](const std::vector<Tensor>& g) -> std::vector<Tensor> {
@@ -259,6 +272,7 @@ Tensor sqrt(const Tensor& a) {
 }
 
 Tensor abs(const Tensor& a) {
+  PEFT_PROFILE_OP("abs", a);
   Tensor out = unary_raw(kc::UnaryOp::Abs, a, "abs");
   Tensor as = a.detach();
   autograd::record("AbsBackward", {a}, {out}, [as](const std::vector<Tensor>& g) -> std::vector<Tensor> {
@@ -270,6 +284,7 @@ Tensor abs(const Tensor& a) {
 }
 
 Tensor relu(const Tensor& a) {
+  PEFT_PROFILE_OP("relu", a);
   Tensor out = unary_raw(kc::UnaryOp::Relu, a, "relu");
   Tensor os = out.detach();
   autograd::record("ReluBackward", {a}, {out}, [os](const std::vector<Tensor>& g) -> std::vector<Tensor> {
@@ -279,6 +294,7 @@ Tensor relu(const Tensor& a) {
 }
 
 Tensor gelu(const Tensor& a, const std::string& approximate) {
+  PEFT_PROFILE_OP("gelu", a);
   PEFT_CHECK(approximate == "none" || approximate == "tanh", "gelu: approximate must be 'none' or 'tanh', got '",
              approximate, "'");
   bool tanh_form = approximate == "tanh";
@@ -292,6 +308,7 @@ Tensor gelu(const Tensor& a, const std::string& approximate) {
 }
 
 Tensor sigmoid(const Tensor& a) {
+  PEFT_PROFILE_OP("sigmoid", a);
   Tensor out = unary_raw(kc::UnaryOp::Sigmoid, a, "sigmoid");
   Tensor os = out.detach();
   autograd::record("SigmoidBackward", {a}, {out}, [os](const std::vector<Tensor>& g) -> std::vector<Tensor> {
@@ -301,6 +318,7 @@ Tensor sigmoid(const Tensor& a) {
 }
 
 Tensor tanh(const Tensor& a) {
+  PEFT_PROFILE_OP("tanh", a);
   Tensor out = unary_raw(kc::UnaryOp::Tanh, a, "tanh");
   Tensor os = out.detach();
   autograd::record("TanhBackward", {a}, {out}, [os](const std::vector<Tensor>& g) -> std::vector<Tensor> {

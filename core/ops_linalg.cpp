@@ -5,6 +5,7 @@
 #include "core/cuda_ops.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
+#include "core/profiler.h"
 #include "kernels/cpu/gemm.h"
 
 namespace peft {
@@ -129,6 +130,7 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  PEFT_PROFILE_OP("matmul", a);
   detail::check_float_inputs_any_device("matmul", {&a, &b});
   PEFT_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: both arguments need at least 1 dimension, got shapes ",
              shape_str(a.shape()), " and ", shape_str(b.shape()));
@@ -168,6 +170,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  PEFT_PROFILE_OP("linear", x);
   detail::check_float_inputs_any_device("linear", {&x, &w, &b});
   PEFT_CHECK(w.dim() == 2, "linear: weight must be 2-D (out, in), got ", shape_str(w.shape()));
   PEFT_CHECK(x.dim() >= 1 && x.shape().back() == w.shape()[1], "linear: input has ",

@@ -14,6 +14,7 @@
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
+#include "core/profiler.h"
 #include "kernels/cpu/gemm.h"
 
 namespace peft {
@@ -85,6 +86,7 @@ Tensor zeros_like_if(bool want, const Tensor& t) { return want ? Tensor::zeros(t
 }  // namespace
 
 Tensor lora_conv1x1(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& A, const Tensor& B, double scale) {
+  PEFT_PROFILE_OP("lora_conv1x1", x);
   detail::check_float_inputs_any_device("lora_conv1x1", {&x, &w, &b, &A, &B});
   PEFT_CHECK(w.dim() == 2, "lora_conv1x1: weight must be 2-D (out, in), got ", shape_str(w.shape()));
   const int64_t out_c = w.shape()[0], in_c = w.shape()[1];

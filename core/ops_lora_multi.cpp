@@ -8,6 +8,7 @@
 #include "core/cuda_ops.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
+#include "core/profiler.h"
 #include "kernels/cpu/lora_multi.h"
 
 namespace peft {
@@ -34,6 +35,7 @@ bool lora_multi_supported(DType adapters, DType y, Device device) {
 
 Tensor lora_multi(const Tensor& y, const Tensor& x, const std::vector<Tensor>& A, const std::vector<Tensor>& B,
                   const std::vector<double>& scales, const std::vector<int64_t>& row_adapter) {
+  PEFT_PROFILE_OP("lora_multi", y);
   PEFT_CHECK(y.defined() && x.defined(), "lora_multi: y and x must be defined");
   PEFT_CHECK(x.dim() == 2 && y.dim() == 2 && x.shape()[0] == y.shape()[0], "lora_multi: expected x (N, in) and y (N, "
              "out) with the same N, got ", shape_str(x.shape()), " and ", shape_str(y.shape()));

@@ -5,6 +5,7 @@
 #include "core/cuda_ops.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
+#include "core/profiler.h"
 #include "core/random.h"
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/softmax.h"
@@ -68,10 +69,17 @@ void check_reduction(const std::string& reduction, const char* op) {
 
 }  // namespace
 
-Tensor softmax(const Tensor& a, int64_t dim) { return softmax_impl(a, dim, false); }
-Tensor log_softmax(const Tensor& a, int64_t dim) { return softmax_impl(a, dim, true); }
+Tensor softmax(const Tensor& a, int64_t dim) {
+  PEFT_PROFILE_OP("softmax", a);
+  return softmax_impl(a, dim, false);
+}
+Tensor log_softmax(const Tensor& a, int64_t dim) {
+  PEFT_PROFILE_OP("log_softmax", a);
+  return softmax_impl(a, dim, true);
+}
 
 Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias, double eps) {
+  PEFT_PROFILE_OP("layer_norm", x_in);
   detail::check_float_inputs_any_device("layer_norm", {&x_in, &weight, &bias});
   const int64_t k = static_cast<int64_t>(normalized_shape.size());
   PEFT_CHECK(k >= 1 && x_in.dim() >= k, "layer_norm: input of shape ", shape_str(x_in.shape()),
@@ -126,6 +134,7 @@ Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tenso
 }
 
 Tensor group_norm(const Tensor& x_in, int64_t G, const Tensor& weight, const Tensor& bias, double eps) {
+  PEFT_PROFILE_OP("group_norm", x_in);
   detail::check_float_inputs_any_device("group_norm", {&x_in, &weight, &bias});
   PEFT_CHECK(x_in.dim() >= 2, "group_norm: expected input of at least 2 dims (N, C, *), got ", shape_str(x_in.shape()));
   const int64_t N = x_in.shape()[0], C = x_in.shape()[1], S = x_in.numel() / std::max<int64_t>(N * C, 1);
@@ -174,6 +183,7 @@ Tensor group_norm(const Tensor& x_in, int64_t G, const Tensor& weight, const Ten
 }
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
+  PEFT_PROFILE_OP("dropout", x);
   PEFT_CHECK(p >= 0 && p <= 1, "dropout: probability has to be between 0 and 1, but got ", p);
   if (!training || p == 0) return x;
   detail::check_float_inputs_any_device("dropout", {&x});
@@ -208,6 +218,7 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
 // ---------------------------------------------------------------- losses
 
 Tensor nll_loss(const Tensor& input, const Tensor& target, const std::string& reduction, int64_t ignore_index) {
+  PEFT_PROFILE_OP("nll_loss", input);
   check_reduction(reduction, "nll_loss");
   detail::check_float_inputs_any_device("nll_loss", {&input});
   PEFT_CHECK(target.dtype() == DType::I64, "nll_loss: target must be I64 class indices, got ", dtype_name(target.dtype()));
@@ -275,6 +286,7 @@ Tensor nll_loss(const Tensor& input, const Tensor& target, const std::string& re
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, const std::string& reduction, int64_t ignore_index) {
+  PEFT_PROFILE_OP("cross_entropy", logits);
   check_reduction(reduction, "cross_entropy");
   PEFT_CHECK(logits.dim() == 1 || logits.dim() == 2, "cross_entropy: expected logits of shape (N, C) or (C), got ",
              shape_str(logits.shape()));
@@ -282,6 +294,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, const std::stri
 }
 
 Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& reduction) {
+  PEFT_PROFILE_OP("mse_loss", input);
   check_reduction(reduction, "mse_loss");
   PEFT_CHECK(input.shape() == target.shape(), "mse_loss: input shape ", shape_str(input.shape()),
              " and target shape ", shape_str(target.shape()), " differ");

@@ -6,6 +6,7 @@
 #include "core/cuda_ops.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
+#include "core/profiler.h"
 #include "kernels/cpu/elementwise.h"
 
 namespace peft {
@@ -26,6 +27,7 @@ std::vector<bool> reduced_mask(const Tensor& a, const std::vector<int64_t>& dims
 }  // namespace
 
 Tensor sum(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
+  PEFT_PROFILE_OP("sum", a);
   detail::check_float_inputs_any_device("sum", {&a});
   std::vector<bool> mask = reduced_mask(a, dims, "sum");
   Shape keep_shape = a.shape(), out_shape;
@@ -55,9 +57,12 @@ Tensor sum(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
   return out;
 }
 
-Tensor sum(const Tensor& a) { return sum(a, {}, false); }
+Tensor sum(const Tensor& a) {
+  return sum(a, {}, false);
+}
 
 Tensor mean(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
+  PEFT_PROFILE_OP("mean", a);
   std::vector<bool> mask = reduced_mask(a, dims, "mean");
   int64_t count = 1;
   for (int64_t i = 0; i < a.dim(); ++i)
@@ -65,7 +70,9 @@ Tensor mean(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
   return mul(sum(a, dims, keepdim), 1.0 / static_cast<double>(count));
 }
 
-Tensor mean(const Tensor& a) { return mean(a, {}, false); }
+Tensor mean(const Tensor& a) {
+  return mean(a, {}, false);
+}
 
 std::pair<Tensor, Tensor> max(const Tensor& a, int64_t dim, bool keepdim) {
   detail::check_float_inputs_any_device("max", {&a});
@@ -144,6 +151,7 @@ std::pair<Tensor, Tensor> max(const Tensor& a, int64_t dim, bool keepdim) {
 Tensor max(const Tensor& a) { return max(a.reshape({-1}), 0, false).first; }
 
 Tensor argmax(const Tensor& a, int64_t dim, bool keepdim) {
+  PEFT_PROFILE_OP("argmax", a);
   NoGradGuard g;
   return max(a.detach(), dim, keepdim).second;
 }

@@ -2,10 +2,12 @@
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
+#include "core/profiler.h"
 
 namespace peft {
 
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
+  PEFT_PROFILE_OP("cat", (tensors.empty() ? Tensor() : tensors[0]));
   PEFT_CHECK(!tensors.empty(), "cat: expected a non-empty list of tensors");
   const Tensor& first = tensors[0];
   const int64_t d = wrap_dim(dim, first.dim(), "cat");
@@ -49,6 +51,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
 }
 
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
+  PEFT_PROFILE_OP("stack", (tensors.empty() ? Tensor() : tensors[0]));
   PEFT_CHECK(!tensors.empty(), "stack: expected a non-empty list of tensors");
   const int64_t d = wrap_dim(dim, tensors[0].dim() + 1, "stack");
   std::vector<Tensor> us;

@@ -9,10 +9,12 @@
 #include <set>
 #include <sstream>
 
+#include "core/profiler.h"
+
 namespace peft::nn {
 
 namespace {
-// The module whose forward runs now on this thread (anomaly mode only; see ModuleCallScope).
+// The module whose forward runs now on this thread (anomaly mode and profiling only; see ModuleCallScope).
 thread_local const Module* g_current_module = nullptr;
 }  // namespace
 
@@ -35,7 +37,7 @@ bool Module::find_descendant(const Module* target, const std::string& prefix, st
 }
 
 ModuleCallScope::ModuleCallScope(const Module& m, const std::string& name_in_parent) {
-  if (!AnomalyMode::is_enabled()) return;
+  if (!AnomalyMode::is_enabled() && !profiler::is_enabled()) return;
   active_ = true;
   prev_ = g_current_module;
   std::string name;  // stays "" when `m` is already the running module (run twice in a row)

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/allocator.h"
+#include "core/profiler.h"
 #include "core/error.h"
 
 using namespace peft;
@@ -198,6 +199,11 @@ TEST_CASE("out of memory names the request and the memory in use, and changes no
                              "3.00 MiB reserved (fake device full)"));
   CHECK(same_stats(f.alloc.stats(), before));
   CHECK(f.log->allocs == fake_allocs);
+  {  // inside an op: the error names it (issue 13.7), profiling or not
+    peft::profiler::RecordFunction op("linear", Device::cpu());
+    CHECK_THROWS_WITH(f.alloc.allocate(GiB), Contains("cuda:0 out of memory in linear: tried to allocate 1.00 GiB;"));
+  }
+  CHECK(peft::profiler::current_op() == nullptr);
   // Still usable afterwards.
   void* small = f.alloc.allocate(1000);
   CHECK(small != nullptr);

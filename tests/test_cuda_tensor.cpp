@@ -355,6 +355,9 @@ TEST_CASE("an impossible allocation names its size and what is in use, and chang
   CHECK(after.allocated_bytes == before.allocated_bytes);
   CHECK(after.raw_alloc_count == before.raw_alloc_count);
   CHECK(keep.to_vector<float>() == std::vector<float>(1000, 1.0f));
+  // From inside an op, the error names the op (the F32 output of a 2^24 x 2^24 product: 1 PiB).
+  Tensor a = Tensor::zeros({int64_t(1) << 24, 1}, DType::F32, dev), b = Tensor::zeros({1, int64_t(1) << 24}, DType::F32, dev);
+  CHECK_THROWS_WITH(matmul(a, b), Contains("cuda:0 out of memory in matmul: tried to allocate 1.00 PiB;"));
   Tensor again = Tensor::zeros({10}, DType::F32, dev);  // still usable
   CHECK(again.to_vector<float>() == std::vector<float>(10, 0.0f));
 }

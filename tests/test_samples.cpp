@@ -361,6 +361,36 @@ TEST_CASE("poolformer_lora prints the seed's modules and PEFT's count, trains, a
   CHECK(max_abs_diff(io::find_tensor(io::load_file(dir / "y.safetensors"), "y"), io::find_tensor(io, "y_lora")) < 1e-5);
 }
 
+TEST_CASE("the samples' --device and --profile flags: a profiled epoch / step, a clear error for a missing GPU",
+          "[samples][profiler]") {
+  const std::string mlp = sample_binary("mlp_lora"), pool = sample_binary("poolformer_lora");
+  if (mlp.empty() || pool.empty()) return;
+  TempDir dir("flags");
+  RunResult r = run(mlp + " --epochs 2 --device cpu --out " + dir.path.string() + " --profile " + (dir / "mlp.json"));
+  INFO(r.output);
+  CHECK(r.status == 0);
+  CHECK(r.output.find("ms/step on cpu") != std::string::npos);
+  CHECK(r.output.find("lora_linear") != std::string::npos);  // the op table
+  CHECK(r.output.find("profile of epoch 1: Chrome trace written to") != std::string::npos);
+  CHECK(std::filesystem::file_size(dir / "mlp.json") > 100);
+  r = run(pool + " --image-size 32 --steps 2 --profile " + (dir / "pool.json"));
+  CHECK(r.status == 0);
+  CHECK(r.output.find("profile of step 1") != std::string::npos);
+  CHECK(r.output.find("group_norm") != std::string::npos);
+  CHECK(std::filesystem::exists(dir / "pool.json"));
+  if (cuda_device_count() == 0) {  // no GPU here: refused up front, with the reason
+    r = run(mlp + " --epochs 1 --device cuda --out " + dir.path.string());
+    CHECK(r.status == 1);
+    CHECK(r.output.find("--device cuda:0: this machine has 0 CUDA device(s)") != std::string::npos);
+    r = run(pool + " --device cuda:1");
+    CHECK(r.status == 1);
+    CHECK(r.output.find("--device cuda:1") != std::string::npos);
+  }
+  r = run(pool + " --steps 0");
+  CHECK(r.status == 1);
+  CHECK(r.output.find("--steps must be >= 1") != std::string::npos);
+}
+
 TEST_CASE("inject_dummy and custom_lstm run to completion", "[samples][inject][lstm]") {
   const std::string inject = sample_binary("inject_dummy");
   if (!inject.empty()) {

@@ -212,6 +212,30 @@ void reset_peak_memory_stats(Device device) { allocator_for(device).reset_peak_s
 
 void synchronize(Device device) { PEFT_CUDA_CHECK(cudaStreamSynchronize(stream_for(device))); }
 
+void* event_record(Device device) {
+  cudaStream_t s = stream_for(device);
+  DeviceGuard g(device.index);
+  cudaEvent_t ev = nullptr;
+  PEFT_CUDA_CHECK(cudaEventCreate(&ev));
+  const cudaError_t rec = cudaEventRecord(ev, s);
+  if (rec != cudaSuccess) {
+    (void)cudaEventDestroy(ev);
+    PEFT_CUDA_CHECK(rec);
+  }
+  return ev;
+}
+
+float event_elapsed_ms(void* start, void* end) {
+  PEFT_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(end)));
+  float ms = 0;
+  PEFT_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end)));
+  return ms;
+}
+
+void event_destroy(void* event) noexcept {
+  if (event && cudaEventDestroy(static_cast<cudaEvent_t>(event)) != cudaSuccess) (void)cudaGetLastError();
+}
+
 void device_memset_zero(void* ptr, Device device, size_t nbytes) {
   cudaStream_t s = stream_for(device);
   if (nbytes == 0) return;

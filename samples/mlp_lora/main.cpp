@@ -1,7 +1,10 @@
 // The seed MLP with LoRA, as ../shared/seeds/custom_models.md and PEFT's multilayer-perceptron
 // notebook: LoRA on seq.0 / seq.2, seq.4 trained in full (modules_to_save), Adam lr 2e-3,
 // batch 64, 30 epochs; then save the adapter, load it into a fresh MLP and check the outputs.
-//   usage: mlp_lora [--epochs N] [--out DIR]
+//   usage: mlp_lora [--epochs N] [--out DIR] [--device cpu|cuda[:i]] [--profile TRACE.json]
+//   --device cuda: the model and the data on the GPU (the adapters follow the base layers).
+//   --profile: epoch 1 (the second; 0 when only one) runs under peft::profiler; its op table is
+//   printed and its Chrome trace written to TRACE.json (open it in ui.perfetto.dev).
 //          mlp_lora infer --weights BASE.safetensors [--adapter DIR] --input X.safetensors --out Y.safetensors
 // `infer` loads an MLP state dict (its hidden size read from seq.0.weight), optionally a LoRA
 // adapter directory (PEFT's or ours), and writes the eval-mode output for tensor "x" as "y".
@@ -10,6 +13,7 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "models/mlp.h"
@@ -47,19 +51,28 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "infer") return run_infer(argc, argv);
   int64_t epochs = 30;
   std::string out_dir = (std::filesystem::temp_directory_path() / "peft-mlp-lora").string();
+  std::string device = "cpu", trace;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--epochs" && i + 1 < argc) epochs = std::stoll(argv[++i]);
     else if (a == "--out" && i + 1 < argc) out_dir = argv[++i];
+    else if (a == "--device" && i + 1 < argc) device = argv[++i];
+    else if (a == "--profile" && i + 1 < argc) trace = argv[++i];
     else {
-      std::fprintf(stderr, "usage: %s [--epochs N] [--out DIR]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--epochs N] [--out DIR] [--device cpu|cuda[:i]] [--profile TRACE.json]\n",
+                   argv[0]);
       return 2;
     }
   }
   try {
+    const Device dev = Device::parse(device);
+    PEFT_CHECK(!dev.is_cuda() || dev.index < cuda_device_count(), "--device ", dev.str(), ": this machine has ",
+               cuda_device_count(), " CUDA device(s)", built_with_cuda() ? "" : " (this build has no CUDA backend)");
     manual_seed(0);
     Generator data_gen(0);
     samples::ToyTask task = samples::make_toy_task(data_gen);
+    task.X = task.X.to(dev);
+    task.y = task.y.to(dev);
     auto base = std::make_shared<samples::MLP>();
     std::cout << "[";
     bool first = true;
@@ -73,6 +86,7 @@ int main(int argc, char** argv) {
     // starts from the same base model.
     std::filesystem::create_directories(out_dir);
     io::save_file(base->state_dict(), out_dir + "/base_model.safetensors");
+    base->to(dev);  // get_peft_model then creates the adapters there too
 
     LoraConfig config;
     config.target_modules = {"seq.0", "seq.2"};
@@ -84,16 +98,27 @@ int main(int argc, char** argv) {
     samples::EpochResult r;
     const int64_t n_train = 800, batch = 64;
     samples::ProgressLine progress(epochs, (n_train + batch - 1) / batch, /*every=*/5);
+    const int64_t profiled = epochs > 1 ? 1 : 0;
     for (int64_t ep = 0; ep < epochs; ++ep) {
+      std::optional<profiler::Profile> prof;
+      if (!trace.empty() && ep == profiled) prof.emplace();
       auto t0 = std::chrono::steady_clock::now();
       progress.start_epoch(ep);
       r = samples::run_epoch(*model, opt, task, n_train, batch, data_gen,
                              [&](int64_t step, int64_t, double loss, int64_t n) { progress.step(step, loss, n); });
       progress.end_epoch();
+      if (dev.is_cuda()) cuda::synchronize(dev);
       double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      std::printf("epoch %2lld  train loss %.4f  eval loss %.4f  (%.2f s, %.0f samples/s)\n",
-                  static_cast<long long>(ep), r.train_loss, r.eval_loss, dt, static_cast<double>(n_train) / dt);
+      std::printf("epoch %2lld  train loss %.4f  eval loss %.4f  (%.2f s, %.0f samples/s, %.3f ms/step on %s)\n",
+                  static_cast<long long>(ep), r.train_loss, r.eval_loss, dt, static_cast<double>(n_train) / dt,
+                  1e3 * dt / static_cast<double>((n_train + batch - 1) / batch), dev.str().c_str());
       std::fflush(stdout);
+      if (prof) {
+        prof->stop();
+        std::cout << profiler::key_averages_table(false, dev.is_cuda() ? "cuda_total" : "host_total", 15);
+        profiler::export_chrome_trace(trace);
+        std::cout << "profile of epoch " << ep << ": Chrome trace written to " << trace << "\n";
+      }
     }
     std::printf("final eval loss %.4f\n", r.eval_loss);
 
@@ -101,6 +126,7 @@ int main(int argc, char** argv) {
     std::cout << "saved adapter to " << out_dir << "\n";
     auto fresh = std::make_shared<samples::MLP>();
     fresh->load_state_dict(io::load_file(out_dir + "/base_model.safetensors"));
+    fresh->to(dev);
     auto reloaded = PeftModel::from_pretrained(fresh, out_dir);
     model->eval();
     reloaded->eval();

@@ -62,6 +62,7 @@ inline EpochResult run_epoch(nn::Module& model, optim::Optimizer& opt, const Toy
   const int64_t steps = (n_train + batch - 1) / batch;
   for (int64_t i = 0; i < n_train; i += batch) {
     Tensor idx = order.slice(0, i, std::min(i + batch, n_train));
+    if (idx.device() != task.X.device()) idx = idx.to(task.X.device());  // data on the GPU: gather there
     Tensor out = model.forward(index_select(task.X, 0, idx));
     Tensor loss = nll_loss(out, index_select(task.y, 0, idx));
     opt.zero_grad();

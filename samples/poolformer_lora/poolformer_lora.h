@@ -60,6 +60,9 @@ inline TrainStepResult poolformer_train_step(PeftModel& model, int64_t num_class
   for (int64_t i = 0; i < batch; ++i)
     labels.push_back(static_cast<int64_t>(gen.uniform() * static_cast<double>(num_classes)));
   Tensor y = Tensor::from_vector(labels, {batch});
+  const Device dev = model.parameters().empty() ? Device::cpu() : model.parameters()[0].device();
+  x = x.to(dev);  // the batch goes where the model is
+  y = y.to(dev);
 
   optim::AdamW opt(model.trainable_parameters(), {1e-3});
   TrainStepResult r;
@@ -69,6 +72,7 @@ inline TrainStepResult poolformer_train_step(PeftModel& model, int64_t num_class
   opt.zero_grad();
   loss.backward();
   opt.step();
+  if (dev.is_cuda()) cuda::synchronize(dev);  // the step's kernels, not just their launches
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.loss_before = loss.item();
   NoGradGuard g;
