@@ -44,6 +44,16 @@ inline bool cuda_ready() {
   return true;
 }
 
+// Restores the process-wide TF32 switch and LoRA path whatever a failing REQUIRE leaves behind.
+struct CudaSwitchGuard {
+  bool tf32 = peft::cuda::allow_tf32();
+  peft::cuda::LoraCudaPath path = peft::cuda::lora_path();
+  ~CudaSwitchGuard() {
+    peft::cuda::set_allow_tf32(tf32);
+    peft::cuda::set_lora_path(path);
+  }
+};
+
 // ---------------------------------------------------------------------------- host data
 
 // Magnitudes in [lo, hi] (lo > 0, so never zero), random sign unless positive.

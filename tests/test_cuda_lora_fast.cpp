@@ -39,14 +39,7 @@ double tol_for(DType dt, bool tf32) { return dt == DType::BF16 ? 1e-2 : tf32 ? 3
 
 Tensor rnd(const Shape& s, double scale, Generator& g) { return mul(Tensor::randn(s, DType::F64, &g), scale); }
 
-struct Restore {
-  bool tf32 = cuda::allow_tf32();
-  cuda::LoraCudaPath path = cuda::lora_path();
-  ~Restore() {
-    cuda::set_allow_tf32(tf32);
-    cuda::set_lora_path(path);
-  }
-};
+using Restore = peft::testing::CudaSwitchGuard;
 
 }  // namespace
 

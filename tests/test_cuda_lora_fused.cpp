@@ -368,17 +368,7 @@ TEST_CASE("tc_gemm directly: partial 16-byte chunks at the K and N edges, mask, 
     }
 }
 
-namespace {
-// Restores the process-wide switches whatever a failing REQUIRE leaves behind.
-struct SwitchGuard {
-  bool tf32 = cuda::allow_tf32();
-  cuda::LoraCudaPath path = cuda::lora_path();
-  ~SwitchGuard() {
-    cuda::set_allow_tf32(tf32);
-    cuda::set_lora_path(path);
-  }
-};
-}  // namespace
+using SwitchGuard = peft::testing::CudaSwitchGuard;
 
 TEST_CASE("lora_linear on CUDA takes the fused kernels: autograd, 3-D input, trainable or frozen W, eval mode",
           "[cuda][lora][gpu]") {

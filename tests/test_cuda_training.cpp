@@ -181,14 +181,7 @@ TEST_CASE("the seed MLP with LoRA trains in mixed precision (BF16 base, F32 adap
 TEST_CASE("the seed MLP with LoRA trains on every CUDA LoRA path (BF16 throughout; TF32)",
           "[cuda][training][lora][gpu]") {
   if (!peft::testing::cuda_ready()) return;
-  struct Restore {
-    bool tf32 = cuda::allow_tf32();
-    cuda::LoraCudaPath path = cuda::lora_path();
-    ~Restore() {
-      cuda::set_allow_tf32(tf32);
-      cuda::set_lora_path(path);
-    }
-  } restore;
+  peft::testing::CudaSwitchGuard restore;
   const std::vector<double> cpu = train_lora_mlp(Device::cpu(), false);
   for (const auto path : {cuda::LoraCudaPath::Auto, cuda::LoraCudaPath::Chain, cuda::LoraCudaPath::Wmma}) {
     INFO("path " << cuda::lora_path_name(path));
