@@ -45,5 +45,6 @@ void require(double err, double tol, const std::string& what);
 // bench/gpu_suite_lora.cpp
 void case_lora_linear(int repeats);
 void case_lora_sweep(int repeats);
+void case_lora_sweep_quick(int repeats);
 
 }  // namespace gpu_bench

@@ -6,7 +6,7 @@
 # and the GPU suite against PyTorch eager + PEFT (bench/run_gpu_suite.sh), then writes
 # bench/results/<date>-gpu-<device>.md (the figures and the ratio table). ~5 minutes on an H200.
 # env: STEPS (default "build test memcheck bench"), BENCH (suite cases; default
-#      "lora_linear gemm elementwise mlp_step poolformer"), ROUNDS / REPEATS (default 1 / 10),
+#      "lora_linear lora_sweep_quick gemm elementwise mlp_step poolformer"), ROUNDS / REPEATS (default 1 / 10),
 #      BUILD (default /tmp/peft-gpu-build: a second call on a still-warm machine reuses it),
 #      OUT (where logs go; default /tmp/peft-gpu-out), PYTHON (default python3, with torch + peft),
 #      DEPS (a prefix with Eigen / Catch2 / nlohmann headers where the machine lacks them, e.g.
@@ -18,7 +18,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-/tmp/peft-gpu-out}; mkdir -p "$OUT"
 b=${BUILD:-/tmp/peft-gpu-build}
 steps=${STEPS:-build test memcheck bench}
-cases=${BENCH:-lora_linear gemm elementwise mlp_step poolformer}
+cases=${BENCH:-lora_linear lora_sweep_quick gemm elementwise mlp_step poolformer}
 py=${PYTHON:-python3}
 has() { [[ " $steps " == *" $1 "* ]]; }
 command -v nvidia-smi >/dev/null || { echo "gpu_check: no nvidia-smi: this needs a machine with an NVIDIA GPU"; exit 2; }
@@ -67,6 +67,10 @@ if has bench; then
   dev=$(echo "$gpu" | tr ' ' '-' | tr -cd 'A-Za-z0-9-')
   md="$OUT/$(date +%F)-gpu-$dev.md"
   "$py" "$src/bench/gpu_results_md.py" "$OUT/bench.log" "$gpu" >"$md" 2>"$OUT/md.err" && echo "wrote $md"
+  if grep -q '"lora_sweep_' "$OUT/bench.log"; then
+    "$py" "$src/bench/plot_lora_sweep.py" "$OUT/bench.log" "$OUT/$(date +%F)-lora-sweep-$dev.png" >"$OUT/sweep.txt" 2>&1
+    cat "$OUT/sweep.txt"
+  fi
   grep -E '"speedup|"error' "$OUT/bench.log" | cut -c1-240 | tail -45
 fi
 el "done; logs in $OUT: $(ls "$OUT" | tr '\n' ' ')"

@@ -23,7 +23,8 @@
 // GEMM operands dwarf the 50 MB L2, and the MLP/PoolFormer steps reuse their weights as training
 // does ("l2_flush": false says so).
 // Without a CUDA device: one line {"skipped": "no CUDA device"}, exit 0.
-//   usage: bench_gpu_suite [--case gemm|elementwise|mlp_step|poolformer|lora_linear|lora_sweep|all]
+//   lora_sweep_quick  12 BF16 points of that grid (N 2048 / 8192; 1024², 4096², 4096 x 11008; r 16)
+//   usage: bench_gpu_suite [--case gemm|elementwise|mlp_step|poolformer|lora_linear|lora_sweep|lora_sweep_quick|all]
 //                          [--repeats N] [--profile DIR]
 //   --profile DIR: after each timed pass, one more run of it under peft::profiler; its op table
 //   goes to stderr, its Chrome trace to DIR/<case>_<k>.json (stdout stays JSON lines).
@@ -452,13 +453,15 @@ int main(int argc, char** argv) {
   }
   const std::vector<std::pair<std::string, std::function<void(int)>>> cases = {
       {"gemm", case_gemm}, {"elementwise", case_elementwise}, {"mlp_step", case_mlp_step},
-      {"poolformer", case_poolformer}, {"lora_linear", case_lora_linear}, {"lora_sweep", case_lora_sweep}};
+      {"poolformer", case_poolformer}, {"lora_linear", case_lora_linear}, {"lora_sweep", case_lora_sweep},
+      {"lora_sweep_quick", case_lora_sweep_quick}};
   const bool known = which == "all" || std::any_of(cases.begin(), cases.end(), [&](const auto& c) {
                        return c.first == which;
                      });
   if (!known || argc % 2 == 0) {
     std::fprintf(stderr,
-                 "usage: %s [--case gemm|elementwise|mlp_step|poolformer|lora_linear|lora_sweep|all] [--repeats N] "
+                 "usage: %s [--case gemm|elementwise|mlp_step|poolformer|lora_linear|lora_sweep|lora_sweep_quick|all] "
+                 "[--repeats N] "
                  "[--profile DIR]\n",
                  argv[0]);
     return 2;
@@ -472,7 +475,7 @@ int main(int argc, char** argv) {
   manual_seed(0);
   try {
     for (const auto& [name, run] : cases)
-      if (which == name || (which == "all" && name != "lora_sweep")) run(repeats);
+      if (which == name || (which == "all" && name.rfind("lora_sweep", 0) != 0)) run(repeats);
   } catch (const std::exception& e) {  // outside any case: setup of the device itself failed
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -179,18 +179,32 @@ void case_lora_linear(int repeats) {
     }
 }
 
-void case_lora_sweep(int repeats) {
-  const std::vector<std::pair<int64_t, int64_t>> dims = {{1024, 1024}, {4096, 4096}, {8192, 8192}, {4096, 11008}};
-  for (const Variant& v : {kTF32, kBF16})
-    for (const int64_t N : {2048, 4096, 8192, 16384})
+namespace {
+// The sweep over the given grid; names as lora_sweep's, so one PyTorch run pairs with either.
+void sweep(int repeats, const std::vector<Variant>& variants, const std::vector<int64_t>& ns,
+           const std::vector<std::pair<int64_t, int64_t>>& dims, const std::vector<int64_t>& ranks) {
+  for (const Variant& v : variants)
+    for (const int64_t N : ns)
       for (const auto& [in, out] : dims)
-        for (const int64_t r : {8, 16, 64})
+        for (const int64_t r : ranks)
           for (const double p : {0.0, 0.1}) {
             const std::string base = std::string("lora_sweep_") + v.name + "_n" + std::to_string(N) + "_" +
                                      std::to_string(in) + "x" + std::to_string(out) + "_r" + std::to_string(r) +
                                      (p > 0 ? "_dropout0.1" : "");
             lora_config(base, {N, in, out, r}, v, p, repeats, false);
           }
+}
+}  // namespace
+
+void case_lora_sweep(int repeats) {
+  sweep(repeats, {kTF32, kBF16}, {2048, 4096, 8192, 16384}, {{1024, 1024}, {4096, 4096}, {8192, 8192}, {4096, 11008}},
+        {8, 16, 64});
+}
+
+// A corner of the grid for a 5-minute GPU check: BF16, both sides of the merge rule (N 2048 is
+// exactly at in·out / (in + out) for 4096², so the chain; 8192 merges), the narrow and the MLP shape.
+void case_lora_sweep_quick(int repeats) {
+  sweep(repeats, {kBF16}, {2048, 8192}, {{1024, 1024}, {4096, 4096}, {4096, 11008}}, {16});
 }
 
 }  // namespace gpu_bench

@@ -218,8 +218,18 @@ def case_lora_sweep(repeats):
                         lora_config(base, name, dtype, tf32, n, d_in, d_out, r, p, repeats)
 
 
+def case_lora_sweep_quick(repeats):
+    """bench/gpu_suite_lora.cpp's quick corner of the grid (BF16; N 2048 / 8192; r 16)."""
+    for n in (2048, 8192):
+        for d_in, d_out in ((1024, 1024), (4096, 4096), (4096, 11008)):
+            for p in (0.0, 0.1):
+                base = f"lora_sweep_bf16_n{n}_{d_in}x{d_out}_r16" + ("_dropout0.1" if p > 0 else "")
+                lora_config(base, "bf16", torch.bfloat16, False, n, d_in, d_out, 16, p, repeats)
+
+
 CASES = {"gemm": case_gemm, "elementwise": case_elementwise, "mlp_step": case_mlp_step,
-         "poolformer": case_poolformer, "lora_linear": case_lora_linear, "lora_sweep": case_lora_sweep}
+         "poolformer": case_poolformer, "lora_linear": case_lora_linear, "lora_sweep": case_lora_sweep,
+         "lora_sweep_quick": case_lora_sweep_quick}
 
 
 def main():
@@ -233,7 +243,7 @@ def main():
     torch.manual_seed(0)
     set_tf32(False)
     for name, run in CASES.items():
-        if which == name or (which == "all" and name != "lora_sweep"):
+        if which == name or (which == "all" and not name.startswith("lora_sweep")):
             run(repeats)
 
 

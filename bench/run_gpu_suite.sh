@@ -9,7 +9,8 @@
 # Error lines (an op without a CUDA kernel yet) are left out of the summaries and repeated last.
 #   usage: bench/run_gpu_suite.sh BUILD_DIR [PYTHON] [CASES...]
 #   env:   ROUNDS (default 2), REPEATS (per process, both sides; default 20)
-# CASES: gemm elementwise mlp_step poolformer lora_linear (default: these five) or lora_sweep (the
+# CASES: gemm elementwise mlp_step poolformer lora_linear (default: these five), lora_sweep_quick (12
+# BF16 points, ~1 min) or lora_sweep (the
 # spec's grid of LoRA shapes; long: ROUNDS=1 REPEATS=20 take several minutes). PYTHON: the interpreter that
 # holds torch, peft and timm (default python3). Without a CUDA device both sides print
 # {"skipped": ...} and there is nothing to summarise.
