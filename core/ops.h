@@ -106,6 +106,31 @@ Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight = Te
 // Inverted dropout as PyTorch: zero with probability p, scale kept values by 1/(1-p).
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen = nullptr);
 
+// ---- attention and the decoder-model pieces (core/ops_attention.cpp)
+// torch.nn.functional.scaled_dot_product_attention as one op with its own backward:
+//   out = softmax(scale·q·kᵀ + mask) · v,   scale defaulting to 1/√D.
+// q (B, H, Tq, D), k (B, Hkv, Tk, D), v (B, Hkv, Tk, Dv); 3-D inputs are one head. Hkv < H is
+// grouped-query attention (torch's enable_gqa; H % Hkv == 0): query head h reads kv head
+// h / (H / Hkv). attn_mask, broadcastable to (B, H, Tq, Tk): q's float dtype = added to the
+// logits; I64 = boolean, nonzero where a query may attend (torch's bool mask); it gets no
+// gradient. is_causal: key j is dropped for query i when j > i (torch's top-left alignment;
+// not together with attn_mask). A query row with every key dropped gives 0 (torch gives NaN).
+// CPU (F32, F64): one fused kernel that keeps one log-sum-exp per row, not the probabilities.
+// CUDA: batched GEMMs + softmax (composed ops; the fused GPU kernel is still to come).
+// dropout_p must be 0 (attention dropout is not implemented; refused rather than ignored).
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask = Tensor(),
+                                    double dropout_p = 0, bool is_causal = false,
+                                    std::optional<double> scale = std::nullopt);
+// x · sigmoid(x) (torch's F.silu).
+Tensor silu(const Tensor& a);
+// transformers' RMSNorm (LlamaRMSNorm): in F32, x · rsqrt(mean(x², last dim) + eps), cast back
+// to x's dtype, times weight (weight (D) or undefined).
+Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps);
+// Rotary position embedding as transformers' apply_rotary_pos_emb on one tensor:
+// x·cos + rotate_half(x)·sin, with rotate_half(x) = cat(-x[..., D/2:], x[..., :D/2]).
+// x (B, H, T, D); cos, sin (B, T, D) or (1, T, D) (broadcast over heads and batch).
+Tensor apply_rotary(const Tensor& x, const Tensor& cos, const Tensor& sin);
+
 // ---- losses. reduction: "mean" | "sum" | "none"
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const std::string& reduction = "mean",
                 int64_t ignore_index = -100);

@@ -3,7 +3,8 @@
 
 Regenerate (Debian's PyTorch, CPU; the `python3` on PATH may lack torch):
 
-    /usr/bin/python3 tests/golden/make_golden.py
+    /usr/bin/python3 tests/golden/make_golden.py            # every case
+    python tests/golden/make_golden.py --only sdpa_          # only the cases named sdpa_*
 
 Writes one small safetensors file per case into tests/golden/data/ (stale files are removed)
 and is deterministic: every case seeds torch from a CRC of its own name, so adding a case
@@ -76,23 +77,30 @@ def main():
     import golden_lora  # noqa: F401
     import golden_ops  # noqa: F401
     import golden_optim  # noqa: F401
+    import golden_attention  # noqa: F401
+
+    # --only PREFIX: write just the cases whose name starts with PREFIX and remove nothing (adding
+    # cases without regenerating the others under a newer torch).
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
 
     torch.set_num_threads(1)  # reductions in a fixed order
     torch.set_default_dtype(torch.float32)
     os.makedirs(DATA, exist_ok=True)
     written = set()
-    for name in sorted(CASES):
+    for name in sorted(n for n in CASES if only is None or n.startswith(only)):
         torch.manual_seed(zlib.crc32(name.encode("utf-8")))
         result = CASES[name]()
         tensors, metadata = result if isinstance(result, tuple) else (result, None)
         fname = name + ".safetensors"
         write_safetensors(os.path.join(DATA, fname), tensors, metadata)
         written.add(fname)
-    for fname in os.listdir(DATA):
+    for fname in os.listdir(DATA) if only is None else []:
         if fname.endswith(".safetensors") and fname not in written:
             os.remove(os.path.join(DATA, fname))
     total = sum(os.path.getsize(os.path.join(DATA, f)) for f in written)
     print("wrote %d cases, %d bytes, torch %s" % (len(written), total, torch.__version__))
+    if only is not None:
+        return
     try:  # the samples' goldens need timm and peft (see golden_poolformer.py)
         import golden_poolformer
     except ImportError as e:
