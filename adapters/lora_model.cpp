@@ -1,4 +1,5 @@
 #include "adapters/lora_model.h"
+#include "adapters/target_mapping.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -233,7 +234,7 @@ LoraConfig without_fan_in_fan_out(const LoraConfig& config) {
 }  // namespace
 
 void LoraModel::inject_adapter(const LoraConfig& config_in, const std::string& adapter_name) {
-  const LoraConfig config = without_fan_in_fan_out(config_in);
+  const LoraConfig config = with_default_target_modules(*model(), without_fan_in_fan_out(config_in));
   PEFT_CHECK(!configs_.count(adapter_name), "Adapter with name '", adapter_name, "' already exists.");
   if (!configs_.empty())
     PEFT_CHECK(config.bias == "none" || std::all_of(configs_.begin(), configs_.end(), [](const auto& kv) {
@@ -345,7 +346,7 @@ nn::ModulePtr LoraModel::unload_impl(bool merge, bool safe_merge) {
 
 nn::ModulePtr inject_adapter_in_model(const LoraConfig& config_in, nn::ModulePtr model, const std::string& adapter_name) {
   PEFT_CHECK(model != nullptr, "inject_adapter_in_model: model is null");
-  const LoraConfig config = without_fan_in_fan_out(config_in);
+  const LoraConfig config = with_default_target_modules(*model, without_fan_in_fan_out(config_in));
   Plan plan = plan_injection(*model, config, adapter_name);
   apply_plan(*model, plan, config, adapter_name);
   // The injected adapter is the active one (as PEFT's tuner does), whatever its name.

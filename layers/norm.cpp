@@ -54,4 +54,15 @@ Tensor LayerNorm2d::forward(const Tensor& x) {
   return y.permute({0, 3, 1, 2});
 }
 
+RMSNorm::RMSNorm(int64_t hidden_size, double eps, std::string type, DType dtype)
+    : size_(hidden_size), eps_(eps), type_(std::move(type)) {
+  PEFT_CHECK(hidden_size > 0, type_, ": hidden_size must be positive, got ", hidden_size);
+  register_parameter("weight", Tensor::ones({hidden_size}, dtype));
+}
+
+Tensor RMSNorm::forward(const Tensor& x) { return rms_norm(x, param("weight"), eps_); }
+
+// transformers prints LlamaRMSNorm as "(32,), eps=1e-05".
+std::string RMSNorm::extra_repr() const { return "(" + std::to_string(size_) + ",), eps=" + float_repr(eps_); }
+
 }  // namespace peft::nn

@@ -1,4 +1,5 @@
-// GroupNorm, LayerNorm, and timm's channels-first LayerNorm2d (normalises over C of NCHW).
+// GroupNorm, LayerNorm, timm's channels-first LayerNorm2d (normalises over C of NCHW), and
+// transformers' RMSNorm (LlamaRMSNorm and its copies).
 #pragma once
 #include "layers/module.h"
 
@@ -42,6 +43,22 @@ class LayerNorm2d : public LayerNorm {
       : LayerNorm(num_channels, eps, affine, dtype) {}
   std::string type_name() const override { return "LayerNorm2d"; }
   Tensor forward(const Tensor& x) override;
+};
+
+// y = weight · x / sqrt(mean(x², last dim) + eps), statistics in F32 (rms_norm in core/ops.h).
+// weight starts at 1. `type` is the class name printed ("LlamaRMSNorm", "Qwen2RMSNorm", ...).
+class RMSNorm : public Module {
+ public:
+  PEFT_MODULE_CLONE(RMSNorm)
+  RMSNorm(int64_t hidden_size, double eps = 1e-6, std::string type = "RMSNorm", DType dtype = DType::F32);
+  std::string type_name() const override { return type_; }
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override;
+
+ private:
+  int64_t size_;
+  double eps_;
+  std::string type_;
 };
 
 }  // namespace peft::nn

@@ -1,0 +1,66 @@
+// layers/hf/causal_lm.h — what every transformers decoder model here shares: the config it was
+// built from, logits for token ids with an optional padding mask, the tied-weight table, and
+// the helpers for causal masks and rotary tables.
+#pragma once
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "layers/hf/config.h"
+#include "layers/module.h"
+
+namespace peft::nn::hf {
+
+// A *ForCausalLM model with transformers' module and parameter names.
+class CausalLM : public Module {
+ public:
+  explicit CausalLM(HfConfig config) : config_(std::move(config)) {}
+  const HfConfig& config() const { return config_; }
+  // config.json's model_type ("llama", "opt", ...): PEFT's key for default target modules.
+  const std::string& model_type() const { return config_.model_type(); }
+  int64_t vocab_size() const { return config_.get_int("vocab_size"); }
+
+  // logits (B, T, V) in the model's dtype for input_ids (B, T) I64. attention_mask (B, T) I64:
+  // 1 for tokens, 0 for padding (left padding, as transformers' generate pads); undefined: all
+  // tokens. Logits at padded positions are finite but meaningless (their query rows attend to
+  // nothing), as in transformers.
+  virtual Tensor logits(const Tensor& input_ids, const Tensor& attention_mask = Tensor()) = 0;
+  // Module::forward on token ids: logits without a mask (so LoraModel / PeftModel forward runs it).
+  Tensor forward(const Tensor& input_ids) override { return logits(input_ids); }
+
+  // Parameters that are one tensor under two names, {alias, source} ("lm_head.weight",
+  // "model.embed_tokens.weight"): save_pretrained writes the source only, loading accepts a file
+  // without the alias.
+  virtual std::vector<std::pair<std::string, std::string>> tied_weights() const { return {}; }
+
+  // transformers' _init_weights: every Linear and Embedding weight N(0, initializer_range),
+  // biases 0, norm weights 1 (norm biases 0). Used for models built from a config alone.
+  void init_weights();
+
+ protected:
+  // (B, T) token ids checked: I64, 2-D, ids in [0, vocab); the mask, if any, the same shape and
+  // on the same device. Returns {B, T}.
+  std::pair<int64_t, int64_t> check_inputs(const Tensor& input_ids, const Tensor& attention_mask) const;
+  HfConfig config_;
+};
+
+// The attention mask of a decoder for SDPA: I64 (B, 1, T, T), 1 where query i may attend key j:
+// j <= i, key j is not padding, and (sliding_window) i - j < window. Undefined when the plain
+// causal rule says the same (no padding, no window cut): then SDPA runs with is_causal.
+Tensor decoder_attention_mask(const Tensor& attention_mask, int64_t B, int64_t T, std::optional<int64_t> sliding_window,
+                              Device device);
+
+// transformers' rotary tables: inv_freq (D/2) from config.json (rope_theta / rope_scaling, or
+// transformers 5's rope_parameters; rope types "default", "linear", "llama3"; others refused).
+std::vector<double> rope_inv_freq(const HfConfig& config, int64_t head_dim);
+// cos, sin (B, T, head_dim) in `dtype` on `device` for position ids (B, T) I64 (CPU).
+std::pair<Tensor, Tensor> rope_cos_sin(const std::vector<double>& inv_freq, const Tensor& position_ids, DType dtype,
+                                       Device device);
+
+// hidden_act / activation_function of a config applied to x ("silu", "relu", "gelu",
+// "gelu_new" / "gelu_pytorch_tanh"); others refused naming the value.
+Tensor hf_activation(const std::string& name, const Tensor& x);
+void check_activation(const HfConfig& config, const std::string& key, const std::string& value);
+
+}  // namespace peft::nn::hf

@@ -1,0 +1,324 @@
+// transformers decoder models (layers/hf): tiny random OPT / Llama / Mistral / Qwen2 checkpoints
+// written by transformers' save_pretrained (tests/golden/golden_hf.py) load by transformers'
+// names and give transformers' logits; PEFT adapters made on them load and give PEFT's logits;
+// a LoraConfig without target_modules picks PEFT's defaults and prints PEFT's parameter line;
+// adapters saved here have PEFT's keys; bad checkpoints are refused and change nothing.
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "golden_util.h"
+
+using namespace peft;
+namespace fs = std::filesystem;
+namespace hf = peft::nn::hf;
+
+namespace {
+
+const char* const kCases[] = {"llama_gqa", "llama3_rope_tied", "mistral", "qwen2", "opt", "opt_350m_style"};
+
+std::string case_dir(const std::string& name) { return std::string(PEFT_GOLDEN_DIR) + "/hf/" + name; }
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  REQUIRE(in.good());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return nlohmann::json::parse(ss.str());
+}
+
+Tensor io_tensor(const std::string& name, const std::string& key) {
+  return io::find_tensor(io::load_file(case_dir(name) + "/io.safetensors"), key);
+}
+
+// |got − want| ≤ 1e-5 + 1e-4·|want| at every (b, t) whose attention_mask is 1 (padded positions
+// attend to nothing; their logits mean nothing in either library).
+void expect_logits(const Tensor& got, const Tensor& want, const Tensor& mask, const std::string& what) {
+  INFO(what);
+  REQUIRE(got.shape() == want.shape());
+  const int64_t B = want.size(0), T = want.size(1), V = want.size(2);
+  const auto g = got.to_vector<double>(), w = want.to_vector<double>();
+  const auto m = mask.defined() ? mask.to_vector<int64_t>() : std::vector<int64_t>(static_cast<size_t>(B * T), 1);
+  size_t bad = 0;
+  double worst = 0;
+  for (int64_t bt = 0; bt < B * T; ++bt) {
+    if (!m[static_cast<size_t>(bt)]) continue;
+    for (int64_t v = 0; v < V; ++v) {
+      const size_t i = static_cast<size_t>(bt * V + v);
+      const double d = std::abs(g[i] - w[i]);
+      worst = std::max(worst, d);
+      bad += !(d <= 1e-5 + 1e-4 * std::abs(w[i]));
+    }
+  }
+  INFO("max abs diff " << worst);
+  CHECK(bad == 0);
+}
+
+struct TempDir {
+  fs::path path;
+  explicit TempDir(const std::string& tag)
+      : path(fs::temp_directory_path() / ("peft_hf_" + tag + "_" + std::to_string(::getpid()))) {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+LoraConfig golden_lora_config() {
+  LoraConfig cfg;
+  cfg.r = 4;
+  cfg.lora_alpha = 8;
+  cfg.task_type = "CAUSAL_LM";
+  return cfg;
+}
+
+}  // namespace
+
+TEST_CASE("hf models: transformers' logits from a save_pretrained folder", "[hf][golden]") {
+  for (const char* name : kCases) {
+    DYNAMIC_SECTION(name) {
+      auto lm = hf::from_pretrained(case_dir(name) + "/model");
+      lm->eval();
+      const Tensor ids = io_tensor(name, "input_ids"), mask = io_tensor(name, "attention_mask");
+      NoGradGuard no_grad;
+      expect_logits(lm->logits(ids, mask), io_tensor(name, "logits"), mask, "with left padding");
+      expect_logits(lm->logits(ids), io_tensor(name, "logits_nomask"), Tensor(), "without a mask");
+      expect_logits(lm->forward(ids), io_tensor(name, "logits_nomask"), Tensor(), "Module::forward");
+    }
+  }
+}
+
+TEST_CASE("hf models: parameter names are the checkpoint's, tied weights shared", "[hf]") {
+  for (const char* name : kCases) {
+    DYNAMIC_SECTION(name) {
+      auto lm = hf::from_pretrained(case_dir(name) + "/model");
+      std::set<std::string> file_keys;
+      for (const auto& kv : io::load_file(case_dir(name) + "/model/model.safetensors")) file_keys.insert(kv.first);
+      std::set<std::string> ours;
+      for (const auto& kv : lm->state_dict()) ours.insert(kv.first);
+      for (const auto& [alias, src] : lm->tied_weights()) {
+        CHECK(ours.count(alias));
+        CHECK(lm->get_submodule(alias.substr(0, alias.rfind('.')))->param("weight").is_same(
+            lm->get_submodule(src.substr(0, src.rfind('.')))->param("weight")));
+        if (!file_keys.count(alias)) ours.erase(alias);
+      }
+      CHECK(ours == file_keys);
+    }
+  }
+}
+
+TEST_CASE("hf models: PEFT adapters made on them load and give PEFT's logits", "[hf][golden][peft]") {
+  for (const char* name : kCases) {
+    DYNAMIC_SECTION(name) {
+      auto lm = hf::from_pretrained(case_dir(name) + "/model");
+      auto pm = PeftModel::from_pretrained(lm, case_dir(name) + "/adapter");
+      pm->eval();
+      const Tensor ids = io_tensor(name, "input_ids"), mask = io_tensor(name, "attention_mask");
+      NoGradGuard no_grad;
+      expect_logits(lm->logits(ids, mask), io_tensor(name, "logits_lora"), mask, "PEFT adapter");
+      {
+        auto off = pm->disable_adapter();
+        expect_logits(lm->logits(ids, mask), io_tensor(name, "logits"), mask, "adapter disabled");
+      }
+    }
+  }
+}
+
+TEST_CASE("hf models: no target_modules picks PEFT's defaults; PEFT's parameter line; PEFT's keys", "[hf][peft]") {
+  for (const char* name : kCases) {
+    DYNAMIC_SECTION(name) {
+      const auto meta = read_json(case_dir(name) + "/meta.json");
+      auto lm = hf::from_pretrained(case_dir(name) + "/model");
+      auto pm = get_peft_model(lm, golden_lora_config());
+      std::ostringstream line;
+      pm->print_trainable_parameters(line);
+      CHECK(line.str() == meta.at("print_trainable_parameters").get<std::string>() + "\n");
+      const auto [trainable, all] = pm->get_nb_trainable_parameters();
+      CHECK(trainable == meta.at("trainable_params").get<int64_t>());
+      CHECK(all == meta.at("all_params").get<int64_t>());
+      CHECK(pm->peft_config().at("default").target_modules.to_json() == meta.at("target_modules"));
+
+      TempDir tmp(name);
+      pm->save_pretrained(tmp.path.string());
+      std::map<std::string, Shape> ours, peft_keys;
+      for (const auto& kv : io::load_file((tmp.path / "adapter_model.safetensors").string())) ours[kv.first] = kv.second.shape();
+      for (const auto& kv : io::load_file(case_dir(name) + "/adapter/adapter_model.safetensors"))
+        peft_keys[kv.first] = kv.second.shape();
+      CHECK(ours == peft_keys);
+      const auto cfg = read_json((tmp.path / "adapter_config.json").string());
+      const auto peft_cfg = read_json(case_dir(name) + "/adapter/adapter_config.json");
+      CHECK(cfg.at("target_modules") == peft_cfg.at("target_modules"));
+      CHECK(cfg.at("task_type") == peft_cfg.at("task_type"));
+    }
+  }
+}
+
+TEST_CASE("hf models: save_pretrained round trip; init from a config", "[hf]") {
+  auto lm = hf::from_pretrained(case_dir("llama3_rope_tied") + "/model");
+  TempDir tmp("roundtrip");
+  hf::save_pretrained(*lm, tmp.path.string());
+  auto again = hf::from_pretrained(tmp.path.string());
+  const Tensor ids = io_tensor("llama3_rope_tied", "input_ids");
+  NoGradGuard no_grad;
+  CHECK(again->logits(ids).to_vector<float>() == lm->logits(ids).to_vector<float>());
+  // A config alone: transformers' init (N(0, 0.02) weights, unit norms), tied head shared.
+  auto fresh = hf::causal_lm_from_config(lm->config());
+  const auto w = fresh->get_submodule("model.layers.0.self_attn.q_proj")->param("weight").to_vector<double>();
+  double ss = 0;
+  for (double x : w) ss += x * x;
+  CHECK(std::sqrt(ss / static_cast<double>(w.size())) == Approx(0.02).epsilon(0.3));
+  CHECK(fresh->get_submodule("model.norm")->param("weight").to_vector<double>() ==
+        std::vector<double>(static_cast<size_t>(lm->config().get_int("hidden_size")), 1.0));
+}
+
+TEST_CASE("hf models: LoRA fine-tuning steps lower the loss on a tiny Llama", "[hf][training]") {
+  auto lm = hf::from_pretrained(case_dir("llama_gqa") + "/model");
+  auto pm = get_peft_model(lm, golden_lora_config());
+  pm->train();
+  optim::AdamW opt(pm->trainable_parameters(), {.lr = 1e-2});
+  const Tensor ids = io_tensor("llama_gqa", "input_ids");
+  const int64_t B = ids.size(0), T = ids.size(1);
+  auto loss_now = [&] {
+    Tensor logits = lm->logits(ids);
+    // Next-token loss as transformers' ForCausalLMLoss: predict ids[:, 1:] from logits[:, :-1].
+    Tensor l = logits.slice(1, 0, T - 1).reshape({B * (T - 1), logits.size(2)});
+    return cross_entropy(l, ids.slice(1, 1, T).reshape({B * (T - 1)}));
+  };
+  const double first = loss_now().item();
+  for (int step = 0; step < 20; ++step) {
+    Tensor loss = loss_now();
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+  }
+  CHECK(loss_now().item() < first - 0.1);
+}
+
+TEST_CASE("hf models: bad checkpoints and inputs are refused and change nothing", "[hf][errors]") {
+  const std::string src = case_dir("llama_gqa") + "/model";
+  auto copy_model = [&](const TempDir& t) {
+    for (const auto& e : fs::directory_iterator(src)) fs::copy(e.path(), t.path / e.path().filename());
+  };
+  SECTION("unknown model_type, corrupt or missing config") {
+    TempDir t("bad_config");
+    copy_model(t);
+    auto cfg = read_json(src + "/config.json");
+    cfg["model_type"] = "gpt_bigcode";
+    std::ofstream(t.path / "config.json") << cfg.dump();
+    REQUIRE_THROWS_WITH(hf::from_pretrained(t.path.string()), Catch::Contains("\"gpt_bigcode\" is not supported"));
+    std::ofstream(t.path / "config.json") << "{ not json";
+    REQUIRE_THROWS_WITH(hf::from_pretrained(t.path.string()), Catch::Contains("not valid JSON"));
+    fs::remove(t.path / "config.json");
+    REQUIRE_THROWS_WITH(hf::from_pretrained(t.path.string()), Catch::Contains("config.json"));
+  }
+  SECTION("unsupported options are refused, not ignored") {
+    auto cfg = read_json(src + "/config.json");
+    cfg["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+    cfg.erase("rope_parameters");
+    REQUIRE_THROWS_WITH(hf::LlamaForCausalLM(hf::HfConfig(cfg)), Catch::Contains("\"yarn\" is not supported"));
+    cfg = read_json(src + "/config.json");
+    cfg["attention_dropout"] = 0.1;
+    REQUIRE_THROWS_WITH(hf::LlamaForCausalLM(hf::HfConfig(cfg)), Catch::Contains("attention_dropout"));
+    cfg = read_json(src + "/config.json");
+    cfg["hidden_act"] = "mish";
+    REQUIRE_THROWS_WITH(hf::LlamaForCausalLM(hf::HfConfig(cfg)), Catch::Contains("\"mish\" is not supported"));
+    cfg = read_json(src + "/config.json");
+    cfg["num_key_value_heads"] = 3;
+    REQUIRE_THROWS_WITH(hf::LlamaForCausalLM(hf::HfConfig(cfg)), Catch::Contains("num_key_value_heads"));
+  }
+  SECTION("missing, unexpected and misshapen weights leave the model as it was") {
+    auto lm = hf::from_pretrained(src);
+    const auto before = lm->get_submodule("model.norm")->param("weight").to_vector<float>();
+    auto sd = io::load_file(src + "/model.safetensors");
+    TempDir t("bad_weights");
+    copy_model(t);
+    const std::string file = (t.path / "model.safetensors").string();
+    auto with = [&](NamedTensors tensors) { io::save_file(tensors, file); };
+    // model.norm.weight first in the list, so a partial load would have changed it.
+    NamedTensors changed;
+    for (auto& kv : sd) changed.emplace_back(kv.first, kv.first == "model.norm.weight" ? peft::mul(kv.second, 2.0) : kv.second);
+    std::stable_partition(changed.begin(), changed.end(), [](const auto& kv) { return kv.first == "model.norm.weight"; });
+    NamedTensors missing(changed.begin(), changed.end() - 1);
+    with(missing);
+    REQUIRE_THROWS_WITH(hf::load_pretrained_weights(*lm, t.path.string()), Catch::Contains("lacks 1 weight"));
+    NamedTensors extra = changed;
+    extra.emplace_back("model.layers.9.mlp.up_proj.weight", Tensor::zeros({2, 2}));
+    with(extra);
+    REQUIRE_THROWS_WITH(hf::load_pretrained_weights(*lm, t.path.string()),
+                        Catch::Contains("model.layers.9.mlp.up_proj.weight"));
+    NamedTensors shaped = changed;
+    shaped.back().second = Tensor::zeros({3, 3});
+    with(shaped);
+    REQUIRE_THROWS(hf::load_pretrained_weights(*lm, t.path.string()));
+    CHECK(lm->get_submodule("model.norm")->param("weight").to_vector<float>() == before);
+    fs::remove(file);
+    REQUIRE_THROWS_WITH(hf::load_pretrained_weights(*lm, t.path.string()), Catch::Contains("no model.safetensors"));
+  }
+  SECTION("bad token ids and masks") {
+    auto lm = hf::from_pretrained(src);
+    const int64_t V = lm->vocab_size();
+    REQUIRE_THROWS_WITH(lm->logits(Tensor::from_vector(std::vector<int64_t>{1, V}, {1, 2})),
+                        Catch::Contains("outside the vocabulary"));
+    REQUIRE_THROWS_WITH(lm->logits(Tensor::zeros({1, 2})), Catch::Contains("input_ids must be I64"));
+    REQUIRE_THROWS_WITH(lm->logits(Tensor::from_vector(std::vector<int64_t>{1, 2}, {1, 2}),
+                                   Tensor::from_vector(std::vector<int64_t>{1, 1, 1}, {1, 3})),
+                        Catch::Contains("attention_mask"));
+  }
+  SECTION("a transformers model type without PEFT defaults needs target_modules") {
+    CHECK(default_lora_target_modules("llama") == std::vector<std::string>{"q_proj", "v_proj"});
+    CHECK_FALSE(default_lora_target_modules("no_such_model").has_value());
+  }
+}
+
+namespace {
+std::string hf_lora_binary() {
+  const fs::path bin = fs::read_symlink("/proc/self/exe").parent_path().parent_path() / "samples" / "hf_lora";
+  if (!fs::exists(bin)) WARN("sample program " << bin.string() << " is not built; its checks are skipped");
+  return fs::exists(bin) ? bin.string() : "";
+}
+
+std::pair<int, std::string> run(const std::string& command) {
+  std::string out;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+}  // namespace
+
+TEST_CASE("hf_lora sample: params prints PEFT's line; logits writes PEFT's logits", "[hf][samples]") {
+  const std::string bin = hf_lora_binary();
+  if (bin.empty()) return;
+  for (const char* name : {"llama_gqa", "opt_350m_style"}) {
+    DYNAMIC_SECTION(name) {
+      const auto meta = read_json(case_dir(name) + "/meta.json");
+      auto [st, out] = run(bin + " params --model-config " + case_dir(name) + "/model/config.json --r 4 --lora-alpha 8");
+      INFO(out);
+      REQUIRE(st == 0);
+      CHECK(out == meta.at("print_trainable_parameters").get<std::string>() + "\n");
+      TempDir tmp(std::string("sample_") + name);
+      const std::string dst = (tmp.path / "logits.safetensors").string();
+      std::tie(st, out) = run(bin + " logits --model " + case_dir(name) + "/model --adapter " + case_dir(name) +
+                              "/adapter --input " + case_dir(name) + "/io.safetensors --out " + dst);
+      INFO(out);
+      REQUIRE(st == 0);
+      expect_logits(io::find_tensor(io::load_file(dst), "logits"), io_tensor(name, "logits_lora"),
+                    io_tensor(name, "attention_mask"), "hf_lora logits");
+    }
+  }
+  auto [st, out] = run(bin + " logits --model /nonexistent --input x --out y");
+  CHECK(st == 1);
+  CHECK_THAT(out, Catch::Contains("error:"));
+  CHECK(run(bin + " params --r 4").first == 2);
+  CHECK(run(bin + " params --model-config x --bogus 1").first == 2);
+}
