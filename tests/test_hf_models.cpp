@@ -131,6 +131,43 @@ TEST_CASE("hf models: PEFT adapters made on them load and give PEFT's logits", "
   }
 }
 
+TEST_CASE("hf models: a LoRA training step gives PEFT's loss and adapter gradients", "[hf][golden][peft]") {
+  for (const char* name : kCases) {
+    DYNAMIC_SECTION(name) {
+      auto lm = hf::from_pretrained(case_dir(name) + "/model");
+      auto pm = PeftModel::from_pretrained(lm, case_dir(name) + "/adapter", std::nullopt, "default", /*is_trainable=*/true);
+      pm->train();
+      const Tensor ids = io_tensor(name, "input_ids"), mask = io_tensor(name, "attention_mask"),
+                   labels = io_tensor(name, "labels");
+      const int64_t B = ids.size(0), T = ids.size(1);
+      // transformers' ForCausalLMLoss: logits[:, t] predict labels[:, t + 1], mean over labels != -100.
+      Tensor logits = lm->logits(ids, mask);
+      Tensor loss = cross_entropy(logits.slice(1, 0, T - 1).reshape({B * (T - 1), logits.size(2)}),
+                                  labels.slice(1, 1, T).reshape({B * (T - 1)}));
+      CHECK(loss.item() == Approx(io_tensor(name, "loss").item()).epsilon(1e-5));
+      loss.backward();
+      const NamedTensors io_all = io::load_file(case_dir(name) + "/io.safetensors");
+      size_t checked = 0;
+      for (const auto& [pname, p] : pm->named_parameters()) {
+        if (!p.requires_grad()) continue;
+        INFO(pname);
+        const Tensor& want = io::find_tensor(io_all, "grad." + pname);
+        REQUIRE(p.grad().defined());
+        REQUIRE(p.grad().shape() == want.shape());
+        const auto g = p.grad().to_vector<double>(), w = want.to_vector<double>();
+        double scale = 0;
+        for (double x : w) scale = std::max(scale, std::abs(x));
+        for (size_t i = 0; i < g.size(); ++i) REQUIRE(std::abs(g[i] - w[i]) <= 1e-6 + 1e-4 * scale);
+        ++checked;
+      }
+      size_t stored = 0;
+      for (const auto& kv : io_all) stored += kv.first.rfind("grad.", 0) == 0;
+      CHECK(checked == stored);
+      CHECK(checked > 0);
+    }
+  }
+}
+
 TEST_CASE("hf models: no target_modules picks PEFT's defaults; PEFT's parameter line; PEFT's keys", "[hf][peft]") {
   for (const char* name : kCases) {
     DYNAMIC_SECTION(name) {
@@ -176,6 +213,35 @@ TEST_CASE("hf models: save_pretrained round trip; init from a config", "[hf]") {
   CHECK(std::sqrt(ss / static_cast<double>(w.size())) == Approx(0.02).epsilon(0.3));
   CHECK(fresh->get_submodule("model.norm")->param("weight").to_vector<double>() ==
         std::vector<double>(static_cast<size_t>(lm->config().get_int("hidden_size")), 1.0));
+}
+
+TEST_CASE("hf models: a sharded checkpoint (model.safetensors.index.json) loads as the single file", "[hf]") {
+  const std::string src = case_dir("qwen2") + "/model";
+  const NamedTensors all = io::load_file(src + "/model.safetensors");
+  TempDir t("sharded");
+  fs::copy(src + "/config.json", t.path / "config.json");
+  nlohmann::json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", nlohmann::json::object()}};
+  NamedTensors shard[2];
+  for (size_t i = 0; i < all.size(); ++i) {
+    const std::string file = i % 2 ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors";
+    shard[i % 2].push_back(all[i]);
+    index["weight_map"][all[i].first] = file;
+  }
+  io::save_file(shard[0], (t.path / "model-00001-of-00002.safetensors").string());
+  io::save_file(shard[1], (t.path / "model-00002-of-00002.safetensors").string());
+  std::ofstream(t.path / "model.safetensors.index.json") << index.dump();
+  auto lm = hf::from_pretrained(t.path.string());
+  const Tensor ids = io_tensor("qwen2", "input_ids"), mask = io_tensor("qwen2", "attention_mask");
+  {
+    NoGradGuard no_grad;
+    expect_logits(lm->logits(ids, mask), io_tensor("qwen2", "logits"), mask, "sharded");
+  }
+  index["weight_map"][all[0].first] = "model-00002-of-00002.safetensors";  // points at the wrong shard
+  std::ofstream(t.path / "model.safetensors.index.json") << index.dump();
+  REQUIRE_THROWS_WITH(hf::from_pretrained(t.path.string()), Catch::Contains("which does not hold it"));
+  index["weight_map"][all[0].first] = "../elsewhere.safetensors";
+  std::ofstream(t.path / "model.safetensors.index.json") << index.dump();
+  REQUIRE_THROWS_WITH(hf::from_pretrained(t.path.string()), Catch::Contains("not a plain file name"));
 }
 
 TEST_CASE("hf models: LoRA fine-tuning steps lower the loss on a tiny Llama", "[hf][training]") {

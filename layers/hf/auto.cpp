@@ -1,10 +1,8 @@
 #include "layers/hf/auto.h"
 
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include "io/atomic_file.h"
 #include "io/tensor_io.h"
@@ -38,15 +36,7 @@ NamedTensors read_checkpoint(const std::string& dir) {
   if (fs::exists(single)) return io::load_file(single.string());
   PEFT_CHECK(fs::exists(index), "no model.safetensors or model.safetensors.index.json in ", dir,
              " (PyTorch .bin checkpoints are not read: convert them with save_pretrained(safe_serialization=True))");
-  std::ifstream in(index);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::exception& e) {
-    PEFT_ERROR(index.string(), ": not valid JSON (", e.what(), ")");
-  }
+  const nlohmann::json j = read_json_file(index.string(), "a safetensors shard index");
   PEFT_CHECK(j.contains("weight_map") && j.at("weight_map").is_object(), index.string(), ": no \"weight_map\" object");
   std::map<std::string, std::set<std::string>> by_file;  // shard → keys it should hold
   for (const auto& [key, file] : j.at("weight_map").items()) {

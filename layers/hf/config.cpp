@@ -15,20 +15,22 @@ HfConfig::HfConfig(nlohmann::json j, std::string source) : j_(std::move(j)), sou
   model_type_ = j_.at("model_type").get<std::string>();
 }
 
-HfConfig HfConfig::from_file(const std::string& path) {
-  const std::string file =
-      std::filesystem::is_directory(path) ? (std::filesystem::path(path) / "config.json").string() : path;
+nlohmann::json read_json_file(const std::string& file, const char* expected) {
   std::ifstream in(file);
-  PEFT_CHECK(in.good(), "cannot open ", file, " (expected a transformers config.json or a folder holding one)");
+  PEFT_CHECK(in.good(), "cannot open ", file, " (expected ", expected, ")");
   std::stringstream ss;
   ss << in.rdbuf();
-  nlohmann::json j;
   try {
-    j = nlohmann::json::parse(ss.str());
+    return nlohmann::json::parse(ss.str());
   } catch (const nlohmann::json::exception& e) {
     PEFT_ERROR(file, ": not valid JSON (", e.what(), ")");
   }
-  return HfConfig(std::move(j), file);
+}
+
+HfConfig HfConfig::from_file(const std::string& path) {
+  const std::string file =
+      std::filesystem::is_directory(path) ? (std::filesystem::path(path) / "config.json").string() : path;
+  return HfConfig(read_json_file(file, "a transformers config.json or a folder holding one"), file);
 }
 
 int64_t HfConfig::get_int(const std::string& key) const {

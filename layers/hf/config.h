@@ -10,6 +10,10 @@
 
 namespace peft::nn::hf {
 
+// A JSON file parsed; throws naming the file when it cannot be opened (saying what was
+// `expected` there) or is not valid JSON.
+nlohmann::json read_json_file(const std::string& file, const char* expected);
+
 class HfConfig {
  public:
   HfConfig() = default;

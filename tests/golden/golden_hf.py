@@ -7,7 +7,9 @@ For each case writes tests/golden/data/hf/<case>/:
   adapter/        PEFT's save_pretrained of LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8,
                   init_lora_weights=False) with no target_modules (PEFT's default mapping)
   io.safetensors  input_ids / attention_mask (I64 [2, 7], row 1 left-padded by 2), logits (with
-                  the mask), logits_nomask, logits_lora (adapter on, with the mask)
+                  the mask), logits_nomask, logits_lora (adapter on, with the mask); labels (-100
+                  where ignored), loss of PEFT's model in train mode with those labels and
+                  grad.<PEFT parameter name> of every trainable parameter
   meta.json       PEFT's print_trainable_parameters() line and counts, the targets, versions
 Deterministic: torch is seeded from crc32(case name); every weight is re-drawn so a wrong
 layout or a skipped bias changes the logits.
@@ -98,8 +100,19 @@ def build(name):
     with torch.no_grad():
         lora = pm(input_ids=ids, attention_mask=mask).logits
     pm.save_pretrained(os.path.join(d, "adapter"))
+    # One training forward/backward: next-token loss on the unpadded tokens whose previous token
+    # is unpadded too (a padded position's logits attend to nothing and mean nothing).
+    labels = ids.clone()
+    prev_pad = torch.zeros_like(mask)
+    prev_pad[:, 1:] = mask[:, :-1] == 0
+    labels[(mask == 0) | (prev_pad == 1)] = -100
+    pm.train()
+    loss = pm(input_ids=ids, attention_mask=mask, labels=labels).loss
+    loss.backward()
+    grads = {"grad." + n: p.grad.contiguous() for n, p in pm.named_parameters() if p.requires_grad}
     safetensors.torch.save_file({"input_ids": ids, "attention_mask": mask, "logits": logits.contiguous(),
-                                 "logits_nomask": nomask.contiguous(), "logits_lora": lora.contiguous()},
+                                 "logits_nomask": nomask.contiguous(), "logits_lora": lora.contiguous(),
+                                 "labels": labels, "loss": loss.detach().reshape(1), **grads},
                                 os.path.join(d, "io.safetensors"))
     with open(os.path.join(d, "adapter", "adapter_config.json")) as f:
         targets = sorted(json.load(f)["target_modules"])
