@@ -21,6 +21,7 @@
 #include "layers/hf/auto.h"
 #include "layers/hf/causal_lm.h"
 #include "layers/hf/config.h"
+#include "layers/hf/generate.h"
 #include "layers/hf/llama.h"
 #include "layers/hf/opt.h"
 #include "io/safetensors.h"

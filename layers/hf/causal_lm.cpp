@@ -43,11 +43,14 @@ std::pair<int64_t, int64_t> CausalLM::check_inputs(const Tensor& ids, const Tens
   return {ids.size(0), ids.size(1)};
 }
 
-Tensor decoder_attention_mask(const Tensor& attention_mask, int64_t B, int64_t T, std::optional<int64_t> window,
-                              Device device) {
-  std::vector<int64_t> keep(static_cast<size_t>(B * T), 1);
+Tensor decoder_attention_mask(const Tensor& attention_mask, int64_t B, int64_t Tq, int64_t Tk,
+                              std::optional<int64_t> window, Device device) {
+  std::vector<int64_t> keep(static_cast<size_t>(B * Tk), 1);
   bool padded = false;
   if (attention_mask.defined()) {
+    PEFT_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == B && attention_mask.size(1) == Tk,
+               "attention_mask of shape ", shape_str(attention_mask.shape()), " does not cover the ", Tk,
+               " tokens so far of ", B, " sequences");
     const Tensor m = attention_mask.device().is_cpu() ? attention_mask : attention_mask.to(Device::cpu());
     keep = m.contiguous().to_vector<int64_t>();
     for (auto& k : keep) {
@@ -55,15 +58,32 @@ Tensor decoder_attention_mask(const Tensor& attention_mask, int64_t B, int64_t T
       padded = padded || !k;
     }
   }
-  const bool cut = window && *window < T;
-  if (!padded && !cut) return Tensor();
-  std::vector<int64_t> out(static_cast<size_t>(B * T * T), 0);
+  const bool cut = window && *window < Tk;
+  if (!padded && !cut && Tq == Tk) return Tensor();
+  std::vector<int64_t> out(static_cast<size_t>(B * Tq * Tk), 0);
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t i = 0; i < T; ++i)
-      for (int64_t j = 0; j <= i; ++j)
-        out[static_cast<size_t>((b * T + i) * T + j)] = keep[static_cast<size_t>(b * T + j)] && (!cut || i - j < *window);
-  Tensor t = Tensor::from_vector(out, {B, 1, T, T});
+    for (int64_t i = 0; i < Tq; ++i) {
+      const int64_t slot = Tk - Tq + i;
+      for (int64_t j = 0; j <= slot; ++j)
+        out[static_cast<size_t>((b * Tq + i) * Tk + j)] = keep[static_cast<size_t>(b * Tk + j)] && (!cut || slot - j < *window);
+    }
+  Tensor t = Tensor::from_vector(out, {B, 1, Tq, Tk});
   return device.is_cpu() ? t : t.to(device);
+}
+
+Tensor positions_from_mask(const Tensor& attention_mask) {
+  const Tensor m = attention_mask.device().is_cpu() ? attention_mask : attention_mask.to(Device::cpu());
+  const int64_t B = m.size(0), T = m.size(1);
+  auto v = m.contiguous().to_vector<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t run = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      auto& x = v[static_cast<size_t>(b * T + t)];
+      run += x != 0;
+      x = x != 0 ? run - 1 : 1;
+    }
+  }
+  return Tensor::from_vector(v, {B, T});
 }
 
 std::vector<double> rope_inv_freq(const HfConfig& c, int64_t head_dim) {

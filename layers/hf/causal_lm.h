@@ -12,6 +12,13 @@
 
 namespace peft::nn::hf {
 
+// Keys and values of every layer so far, (B, Hkv, T_past, head_dim) each; empty before the first
+// step. Filled and extended by CausalLM::logits_step.
+struct KvCache {
+  std::vector<Tensor> k, v;
+  int64_t length() const { return k.empty() || !k.front().defined() ? 0 : k.front().size(2); }
+};
+
 // A *ForCausalLM model with transformers' module and parameter names.
 class CausalLM : public Module {
  public:
@@ -26,6 +33,12 @@ class CausalLM : public Module {
   // tokens. Logits at padded positions are finite but meaningless (their query rows attend to
   // nothing), as in transformers.
   virtual Tensor logits(const Tensor& input_ids, const Tensor& attention_mask = Tensor()) = 0;
+  // One decoding step with a KV cache (generation): logits (B, T_new, V) of input_ids (B, T_new)
+  // following cache.length() earlier tokens. attention_mask (B, T_past + T_new) covers every
+  // token so far (undefined: no padding); position_ids (B, T_new) I64 as transformers' generate
+  // makes them (cumsum(mask) - 1). The new keys / values are appended to `cache`.
+  virtual Tensor logits_step(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids,
+                             KvCache& cache) = 0;
   // Module::forward on token ids: logits without a mask (so LoraModel / PeftModel forward runs it).
   Tensor forward(const Tensor& input_ids) override { return logits(input_ids); }
 
@@ -45,11 +58,14 @@ class CausalLM : public Module {
   HfConfig config_;
 };
 
-// The attention mask of a decoder for SDPA: I64 (B, 1, T, T), 1 where query i may attend key j:
-// j <= i, key j is not padding, and (sliding_window) i - j < window. Undefined when the plain
-// causal rule says the same (no padding, no window cut): then SDPA runs with is_causal.
-Tensor decoder_attention_mask(const Tensor& attention_mask, int64_t B, int64_t T, std::optional<int64_t> sliding_window,
-                              Device device);
+// The attention mask of a decoder for SDPA: I64 (B, 1, Tq, Tk), 1 where query i (the token at
+// slot Tk - Tq + i, the queries being the last Tq of Tk tokens) may attend key j: j <= that slot,
+// key j is not padding (attention_mask (B, Tk), undefined: none), and (sliding_window)
+// slot - j < window. Undefined when plain is_causal says the same (Tq == Tk, no padding, no cut).
+Tensor decoder_attention_mask(const Tensor& attention_mask, int64_t B, int64_t Tq, int64_t Tk,
+                              std::optional<int64_t> sliding_window, Device device);
+// transformers' generate: position = cumsum(mask) - 1, and 1 at padding; (B, T) I64 on the CPU.
+Tensor positions_from_mask(const Tensor& attention_mask);
 
 // transformers' rotary tables: inv_freq (D/2) from config.json (rope_theta / rope_scaling, or
 // transformers 5's rope_parameters; rope types "default", "linear", "llama3"; others refused).

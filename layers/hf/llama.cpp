@@ -70,7 +70,8 @@ LlamaAttention::LlamaAttention(const LlamaDims& d)
   register_module("o_proj", std::make_shared<Linear>(d.heads * d.head_dim, d.hidden, d.o_bias));
 }
 
-Tensor LlamaAttention::attend(const Tensor& x, const Tensor& cos, const Tensor& sin, const Tensor& mask) {
+Tensor LlamaAttention::attend(const Tensor& x, const Tensor& cos, const Tensor& sin, const Tensor& mask, Tensor* k_cache,
+                              Tensor* v_cache) {
   const int64_t B = x.size(0), T = x.size(1);
   // (B, T, heads·hd) → (B, heads, T, hd), through the children table (LoRA layers run).
   auto heads = [&](const char* name, int64_t n) {
@@ -79,6 +80,10 @@ Tensor LlamaAttention::attend(const Tensor& x, const Tensor& cos, const Tensor& 
   Tensor q = apply_rotary(heads("q_proj", heads_), cos, sin);
   Tensor k = apply_rotary(heads("k_proj", kv_heads_), cos, sin);
   Tensor v = heads("v_proj", kv_heads_);
+  if (k_cache && v_cache) {
+    if (k_cache->defined()) k = cat({*k_cache, k}, 2), v = cat({*v_cache, v}, 2);
+    *k_cache = k, *v_cache = v;
+  }
   Tensor o = scaled_dot_product_attention(q, k, v, mask, 0.0, !mask.defined(),
                                           1.0 / std::sqrt(static_cast<double>(head_dim_)));
   return (*child("o_proj"))(o.transpose(1, 2).reshape({B, T, heads_ * head_dim_}));
@@ -103,14 +108,15 @@ LlamaDecoderLayer::LlamaDecoderLayer(const LlamaDims& d) : prefix_(d.prefix) {
   register_module("post_attention_layernorm", std::make_shared<RMSNorm>(d.hidden, d.eps, d.prefix + "RMSNorm"));
 }
 
-Tensor LlamaDecoderLayer::run(const Tensor& x, const Tensor& cos, const Tensor& sin, const Tensor& mask) {
+Tensor LlamaDecoderLayer::run(const Tensor& x, const Tensor& cos, const Tensor& sin, const Tensor& mask, Tensor* k_cache,
+                              Tensor* v_cache) {
   auto attn = std::dynamic_pointer_cast<LlamaAttention>(child("self_attn"));
   PEFT_CHECK(attn != nullptr, type_name(), ": self_attn was replaced by a ", child("self_attn")->type_name(),
              "; only its projections can be adapted");
   Tensor h;
   {
     ModuleCallScope scope(*attn, "self_attn");
-    h = attn->attend((*child("input_layernorm"))(x), cos, sin, mask);
+    h = attn->attend((*child("input_layernorm"))(x), cos, sin, mask, k_cache, v_cache);
   }
   Tensor y = add(x, h);
   return add(y, (*child("mlp"))((*child("post_attention_layernorm"))(y)));
@@ -125,20 +131,27 @@ LlamaModel::LlamaModel(const HfConfig& c, const LlamaDims& d) : prefix_(d.prefix
   register_module("rotary_emb", std::make_shared<LlamaRotaryEmbedding>(c, d));
 }
 
-Tensor LlamaModel::hidden_states(const Tensor& ids, const Tensor& attention_mask) {
-  const int64_t B = ids.size(0), T = ids.size(1);
+Tensor LlamaModel::hidden_states(const Tensor& ids, const Tensor& attention_mask, const Tensor& position_ids,
+                                 KvCache* cache) {
+  const int64_t B = ids.size(0), T = ids.size(1), past = cache ? cache->length() : 0;
   Tensor x = (*child("embed_tokens"))(ids);
-  // transformers' LlamaModel: positions 0..T-1 whatever the padding (position_ids = cache_position).
-  const Tensor positions = Tensor::arange(T, DType::I64).unsqueeze(0);
+  // transformers' LlamaModel: positions 0..T-1 whatever the padding (position_ids = cache_position)
+  // unless given (generate passes cumsum(mask) - 1).
+  const Tensor positions = position_ids.defined() ? position_ids : Tensor::arange(T, DType::I64).unsqueeze(0);
   const auto& rope = static_cast<const LlamaRotaryEmbedding&>(*child("rotary_emb"));
-  auto [cos, sin] = rope_cos_sin(rope.inv_freq(), positions, x.dtype(), x.device());
-  const Tensor mask = decoder_attention_mask(attention_mask, B, T, sliding_window_, x.device());
-  auto layers = child("layers");
-  for (auto& [name, layer] : layers->named_children()) {
-    auto dec = std::dynamic_pointer_cast<LlamaDecoderLayer>(layer);
-    PEFT_CHECK(dec != nullptr, type_name(), ": layers.", name, " is a ", layer->type_name(), ", not a decoder layer");
-    ModuleCallScope scope(*dec, "layers." + name);
-    x = dec->run(x, cos, sin, mask);
+  auto [cos, sin] = rope_cos_sin(rope.inv_freq(), positions.device().is_cpu() ? positions : positions.to(Device::cpu()),
+                                 x.dtype(), x.device());
+  const Tensor mask = decoder_attention_mask(attention_mask, B, T, past + T, sliding_window_, x.device());
+  auto layers = child("layers")->named_children();
+  if (cache && cache->k.empty()) cache->k.resize(layers.size()), cache->v.resize(layers.size());
+  PEFT_CHECK(!cache || cache->k.size() == layers.size(), type_name(), ": the KV cache holds ", cache ? cache->k.size() : 0,
+             " layers, the model ", layers.size());
+  for (size_t i = 0; i < layers.size(); ++i) {
+    auto dec = std::dynamic_pointer_cast<LlamaDecoderLayer>(layers[i].second);
+    PEFT_CHECK(dec != nullptr, type_name(), ": layers.", layers[i].first, " is a ", layers[i].second->type_name(),
+               ", not a decoder layer");
+    ModuleCallScope scope(*dec, "layers." + layers[i].first);
+    x = cache ? dec->run(x, cos, sin, mask, &cache->k[i], &cache->v[i]) : dec->run(x, cos, sin, mask);
   }
   return (*child("norm"))(x);
 }
@@ -152,6 +165,21 @@ LlamaForCausalLM::LlamaForCausalLM(const HfConfig& config) : CausalLM(config), d
 std::vector<std::pair<std::string, std::string>> LlamaForCausalLM::tied_weights() const {
   if (!dims_.tie) return {};
   return {{"lm_head.weight", "model.embed_tokens.weight"}};
+}
+
+Tensor LlamaForCausalLM::logits_step(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids,
+                                     KvCache& cache) {
+  check_inputs(input_ids, Tensor());
+  PEFT_CHECK(position_ids.defined() && position_ids.shape() == input_ids.shape() && position_ids.dtype() == DType::I64,
+             type_name(), ": logits_step needs I64 position_ids of input_ids' shape ", shape_str(input_ids.shape()));
+  auto model = std::dynamic_pointer_cast<LlamaModel>(child("model"));
+  PEFT_CHECK(model != nullptr, type_name(), ": child 'model' is not a ", dims_.prefix, "Model");
+  Tensor h;
+  {
+    ModuleCallScope scope(*model, "model");
+    h = model->hidden_states(input_ids, attention_mask, position_ids, &cache);
+  }
+  return (*child("lm_head"))(h);
 }
 
 Tensor LlamaForCausalLM::logits(const Tensor& input_ids, const Tensor& attention_mask) {

@@ -42,8 +42,10 @@ class LlamaAttention : public Module {
   PEFT_MODULE_CLONE(LlamaAttention)
   explicit LlamaAttention(const LlamaDims& d);
   std::string type_name() const override { return prefix_ + "Attention"; }
-  // x (B, T, hidden); cos, sin (B or 1, T, head_dim); mask from decoder_attention_mask (or undefined: causal).
-  Tensor attend(const Tensor& x, const Tensor& cos, const Tensor& sin, const Tensor& mask);
+  // x (B, T, hidden); cos, sin (B or 1, T, head_dim); mask from decoder_attention_mask (or undefined:
+  // causal). k_cache / v_cache (optional): the layer's earlier keys / values, extended in place.
+  Tensor attend(const Tensor& x, const Tensor& cos, const Tensor& sin, const Tensor& mask, Tensor* k_cache = nullptr,
+                Tensor* v_cache = nullptr);
 
  private:
   std::string prefix_;
@@ -67,7 +69,8 @@ class LlamaDecoderLayer : public Module {
   PEFT_MODULE_CLONE(LlamaDecoderLayer)
   explicit LlamaDecoderLayer(const LlamaDims& d);
   std::string type_name() const override { return prefix_ + "DecoderLayer"; }
-  Tensor run(const Tensor& x, const Tensor& cos, const Tensor& sin, const Tensor& mask);
+  Tensor run(const Tensor& x, const Tensor& cos, const Tensor& sin, const Tensor& mask, Tensor* k_cache = nullptr,
+             Tensor* v_cache = nullptr);
 
  private:
   std::string prefix_;
@@ -91,8 +94,11 @@ class LlamaModel : public Module {
   PEFT_MODULE_CLONE(LlamaModel)
   LlamaModel(const HfConfig& c, const LlamaDims& d);
   std::string type_name() const override { return prefix_ + "Model"; }
-  // Last hidden states (B, T, hidden) after the final norm.
-  Tensor hidden_states(const Tensor& input_ids, const Tensor& attention_mask);
+  // Last hidden states (B, T, hidden) after the final norm. position_ids (B, T) undefined: 0..T-1
+  // (transformers' model() call); cache: see CausalLM::logits_step (attention_mask then covers
+  // the cached tokens too).
+  Tensor hidden_states(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids = Tensor(),
+                       KvCache* cache = nullptr);
 
  private:
   std::string prefix_;
@@ -107,6 +113,8 @@ class LlamaForCausalLM : public CausalLM {
   explicit LlamaForCausalLM(const HfConfig& config);
   std::string type_name() const override { return dims_.prefix + "ForCausalLM"; }
   Tensor logits(const Tensor& input_ids, const Tensor& attention_mask = Tensor()) override;
+  Tensor logits_step(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids,
+                     KvCache& cache) override;
   std::vector<std::pair<std::string, std::string>> tied_weights() const override;
   const LlamaDims& dims() const { return dims_; }
 

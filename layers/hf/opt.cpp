@@ -55,11 +55,16 @@ OPTAttention::OPTAttention(const OptDims& d) : heads_(d.heads), head_dim_(d.hidd
   register_module("out_proj", std::make_shared<Linear>(d.hidden, d.hidden, d.bias));
 }
 
-Tensor OPTAttention::attend(const Tensor& x, const Tensor& mask) {
+Tensor OPTAttention::attend(const Tensor& x, const Tensor& mask, Tensor* k_cache, Tensor* v_cache) {
   const int64_t B = x.size(0), T = x.size(1);
   auto heads = [&](const char* name) { return (*child(name))(x).view({B, T, heads_, head_dim_}).transpose(1, 2); };
-  Tensor o = scaled_dot_product_attention(heads("q_proj"), heads("k_proj"), heads("v_proj"), mask, 0.0,
-                                          !mask.defined(), 1.0 / std::sqrt(static_cast<double>(head_dim_)));
+  Tensor q = heads("q_proj"), k = heads("k_proj"), v = heads("v_proj");
+  if (k_cache && v_cache) {
+    if (k_cache->defined()) k = cat({*k_cache, k}, 2), v = cat({*v_cache, v}, 2);
+    *k_cache = k, *v_cache = v;
+  }
+  Tensor o = scaled_dot_product_attention(q, k, v, mask, 0.0, !mask.defined(),
+                                          1.0 / std::sqrt(static_cast<double>(head_dim_)));
   return (*child("out_proj"))(o.transpose(1, 2).reshape({B, T, heads_ * head_dim_}));
 }
 
@@ -72,14 +77,14 @@ OPTDecoderLayer::OPTDecoderLayer(const OptDims& d) : pre_ln_(d.pre_ln), dropout_
   register_module("final_layer_norm", std::make_shared<LayerNorm>(d.hidden, 1e-5, d.ln_affine));
 }
 
-Tensor OPTDecoderLayer::run(const Tensor& x, const Tensor& mask) {
+Tensor OPTDecoderLayer::run(const Tensor& x, const Tensor& mask, Tensor* k_cache, Tensor* v_cache) {
   auto attn = std::dynamic_pointer_cast<OPTAttention>(child("self_attn"));
   PEFT_CHECK(attn != nullptr, type_name(), ": self_attn was replaced by a ", child("self_attn")->type_name(),
              "; only its projections can be adapted");
   Tensor h = pre_ln_ ? (*child("self_attn_layer_norm"))(x) : x;
   {
     ModuleCallScope scope(*attn, "self_attn");
-    h = attn->attend(h, mask);
+    h = attn->attend(h, mask, k_cache, v_cache);
   }
   h = add(x, dropout(h, dropout_, is_training()));
   if (!pre_ln_) h = (*child("self_attn_layer_norm"))(h);
@@ -102,39 +107,53 @@ OPTDecoder::OPTDecoder(const OptDims& d) : layerdrop_(d.layerdrop) {
   register_module("layers", layers);
 }
 
-Tensor OPTDecoder::hidden_states(const Tensor& ids, const Tensor& attention_mask) {
+Tensor OPTDecoder::hidden_states(const Tensor& ids, const Tensor& attention_mask, const Tensor& position_ids,
+                                 KvCache* cache) {
   PEFT_CHECK(!(is_training() && layerdrop_ > 0), "OPTDecoder: layerdrop ", layerdrop_,
              " is not supported in training (it would skip layers at random); set it to 0");
-  const int64_t B = ids.size(0), T = ids.size(1);
-  // transformers: position = cumsum(mask) · mask − 1 (+ 2), so padding does not advance positions
-  // and padded slots read row 1.
-  std::vector<int64_t> keep(static_cast<size_t>(B * T), 1);
-  if (attention_mask.defined())
-    keep = (attention_mask.device().is_cpu() ? attention_mask : attention_mask.to(Device::cpu())).contiguous().to_vector<int64_t>();
-  std::vector<int64_t> pos(keep.size());
+  const int64_t B = ids.size(0), T = ids.size(1), past = cache ? cache->length() : 0;
   const int64_t max_pos = child("embed_positions")->param("weight").size(0);
-  for (int64_t b = 0; b < B; ++b) {
-    int64_t run = 0;
-    for (int64_t t = 0; t < T; ++t) {
-      const size_t i = static_cast<size_t>(b * T + t);
-      const int64_t m = keep[i] != 0;
-      run += m;
-      pos[i] = run * m - 1 + kPositionOffset;
-      PEFT_CHECK(pos[i] < max_pos, "OPTDecoder: position ", pos[i] - kPositionOffset,
-                 " is past max_position_embeddings ", max_pos - kPositionOffset);
+  std::vector<int64_t> pos;
+  if (position_ids.defined()) {
+    pos = (position_ids.device().is_cpu() ? position_ids : position_ids.to(Device::cpu())).contiguous().to_vector<int64_t>();
+  } else {
+    // transformers: position = cumsum(mask) · mask − 1, so padding does not advance positions and
+    // padded slots read row 1 (after the offset).
+    std::vector<int64_t> keep(static_cast<size_t>(B * T), 1);
+    if (attention_mask.defined())
+      keep = (attention_mask.device().is_cpu() ? attention_mask : attention_mask.to(Device::cpu())).contiguous().to_vector<int64_t>();
+    pos.resize(keep.size());
+    for (int64_t b = 0; b < B; ++b) {
+      int64_t run = 0;
+      for (int64_t t = 0; t < T; ++t) {
+        const size_t i = static_cast<size_t>(b * T + t);
+        const int64_t m = keep[i] != 0;
+        run += m;
+        pos[i] = run * m - 1;
+      }
     }
+  }
+  for (auto& p : pos) {
+    p += kPositionOffset;
+    PEFT_CHECK(p >= 0 && p < max_pos, "OPTDecoder: position ", p - kPositionOffset, " is outside [0, ",
+               max_pos - kPositionOffset, ") (max_position_embeddings)");
   }
   Tensor positions = Tensor::from_vector(pos, {B, T});
   if (!ids.device().is_cpu()) positions = positions.to(ids.device());
   Tensor x = (*child("embed_tokens"))(ids);
   if (has_child("project_in")) x = (*child("project_in"))(x);
   x = add(x, (*child("embed_positions"))(positions));
-  const Tensor mask = decoder_attention_mask(attention_mask, B, T, std::nullopt, x.device());
-  for (auto& [name, layer] : child("layers")->named_children()) {
-    auto dec = std::dynamic_pointer_cast<OPTDecoderLayer>(layer);
-    PEFT_CHECK(dec != nullptr, type_name(), ": layers.", name, " is a ", layer->type_name(), ", not a decoder layer");
-    ModuleCallScope scope(*dec, "layers." + name);
-    x = dec->run(x, mask);
+  const Tensor mask = decoder_attention_mask(attention_mask, B, T, past + T, std::nullopt, x.device());
+  auto layers = child("layers")->named_children();
+  if (cache && cache->k.empty()) cache->k.resize(layers.size()), cache->v.resize(layers.size());
+  PEFT_CHECK(!cache || cache->k.size() == layers.size(), type_name(), ": the KV cache holds ", cache ? cache->k.size() : 0,
+             " layers, the model ", layers.size());
+  for (size_t i = 0; i < layers.size(); ++i) {
+    auto dec = std::dynamic_pointer_cast<OPTDecoderLayer>(layers[i].second);
+    PEFT_CHECK(dec != nullptr, type_name(), ": layers.", layers[i].first, " is a ", layers[i].second->type_name(),
+               ", not a decoder layer");
+    ModuleCallScope scope(*dec, "layers." + layers[i].first);
+    x = cache ? dec->run(x, mask, &cache->k[i], &cache->v[i]) : dec->run(x, mask);
   }
   if (has_child("final_layer_norm")) x = (*child("final_layer_norm"))(x);
   if (has_child("project_out")) x = (*child("project_out"))(x);
@@ -152,6 +171,21 @@ OPTForCausalLM::OPTForCausalLM(const HfConfig& config) : CausalLM(config), dims_
 std::vector<std::pair<std::string, std::string>> OPTForCausalLM::tied_weights() const {
   if (!dims_.tie) return {};
   return {{"lm_head.weight", "model.decoder.embed_tokens.weight"}};
+}
+
+Tensor OPTForCausalLM::logits_step(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids,
+                                   KvCache& cache) {
+  check_inputs(input_ids, Tensor());
+  PEFT_CHECK(position_ids.defined() && position_ids.shape() == input_ids.shape() && position_ids.dtype() == DType::I64,
+             type_name(), ": logits_step needs I64 position_ids of input_ids' shape ", shape_str(input_ids.shape()));
+  auto decoder = std::dynamic_pointer_cast<OPTDecoder>(child("model")->child("decoder"));
+  PEFT_CHECK(decoder != nullptr, type_name(), ": model.decoder is not an OPTDecoder");
+  Tensor h;
+  {
+    ModuleCallScope scope(*decoder, "model.decoder");
+    h = decoder->hidden_states(input_ids, attention_mask, position_ids, &cache);
+  }
+  return (*child("lm_head"))(h);
 }
 
 Tensor OPTForCausalLM::logits(const Tensor& input_ids, const Tensor& attention_mask) {

@@ -25,7 +25,8 @@ class OPTAttention : public Module {
   PEFT_MODULE_CLONE(OPTAttention)
   explicit OPTAttention(const OptDims& d);
   std::string type_name() const override { return "OPTAttention"; }
-  Tensor attend(const Tensor& x, const Tensor& mask);
+  // k_cache / v_cache (optional): the layer's earlier keys / values, extended in place.
+  Tensor attend(const Tensor& x, const Tensor& mask, Tensor* k_cache = nullptr, Tensor* v_cache = nullptr);
 
  private:
   int64_t heads_, head_dim_;
@@ -36,7 +37,7 @@ class OPTDecoderLayer : public Module {
   PEFT_MODULE_CLONE(OPTDecoderLayer)
   explicit OPTDecoderLayer(const OptDims& d);
   std::string type_name() const override { return "OPTDecoderLayer"; }
-  Tensor run(const Tensor& x, const Tensor& mask);
+  Tensor run(const Tensor& x, const Tensor& mask, Tensor* k_cache = nullptr, Tensor* v_cache = nullptr);
 
  private:
   bool pre_ln_;
@@ -48,7 +49,10 @@ class OPTDecoder : public Module {
   PEFT_MODULE_CLONE(OPTDecoder)
   explicit OPTDecoder(const OptDims& d);
   std::string type_name() const override { return "OPTDecoder"; }
-  Tensor hidden_states(const Tensor& input_ids, const Tensor& attention_mask);
+  // position_ids (B, T) undefined: from the mask as transformers' OPT (cumsum(mask)·mask − 1);
+  // cache: see CausalLM::logits_step.
+  Tensor hidden_states(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids = Tensor(),
+                       KvCache* cache = nullptr);
 
  private:
   double layerdrop_;
@@ -68,6 +72,8 @@ class OPTForCausalLM : public CausalLM {
   explicit OPTForCausalLM(const HfConfig& config);
   std::string type_name() const override { return "OPTForCausalLM"; }
   Tensor logits(const Tensor& input_ids, const Tensor& attention_mask = Tensor()) override;
+  Tensor logits_step(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids,
+                     KvCache& cache) override;
   std::vector<std::pair<std::string, std::string>> tied_weights() const override;
   const OptDims& dims() const { return dims_; }
 

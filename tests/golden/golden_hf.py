@@ -8,7 +8,7 @@ For each case writes tests/golden/data/hf/<case>/:
                   init_lora_weights=False) with no target_modules (PEFT's default mapping)
   io.safetensors  input_ids / attention_mask (I64 [2, 7], row 1 left-padded by 2), logits (with
                   the mask), logits_nomask, logits_lora (adapter on, with the mask); labels (-100
-                  where ignored), loss of PEFT's model in train mode with those labels and
+                  where ignored), generated (greedy generate, 6 new tokens, no eos), loss of PEFT's model in train mode with those labels and
                   grad.<PEFT parameter name> of every trainable parameter
   meta.json       PEFT's print_trainable_parameters() line and counts, the targets, versions
 Deterministic: torch is seeded from crc32(case name); every weight is re-drawn so a wrong
@@ -89,6 +89,11 @@ def build(name):
         le = eager(ids, attention_mask=mask).logits
     keep = mask.bool()
     assert torch.allclose(logits[keep], le[keep], atol=1e-5), name
+    # Greedy generate with the KV cache, no eos (so every row runs the full length).
+    model.generation_config.eos_token_id = None
+    model.generation_config.pad_token_id = 0
+    with torch.no_grad():
+        generated = model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False)
 
     cfg = peft.LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8, init_lora_weights=False)
     pm = peft.get_peft_model(model, cfg)
@@ -112,7 +117,7 @@ def build(name):
     grads = {"grad." + n: p.grad.contiguous() for n, p in pm.named_parameters() if p.requires_grad}
     safetensors.torch.save_file({"input_ids": ids, "attention_mask": mask, "logits": logits.contiguous(),
                                  "logits_nomask": nomask.contiguous(), "logits_lora": lora.contiguous(),
-                                 "labels": labels, "loss": loss.detach().reshape(1), **grads},
+                                 "labels": labels, "loss": loss.detach().reshape(1), "generated": generated, **grads},
                                 os.path.join(d, "io.safetensors"))
     with open(os.path.join(d, "adapter", "adapter_config.json")) as f:
         targets = sorted(json.load(f)["target_modules"])
