@@ -114,7 +114,9 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen = nullpt
 // h / (H / Hkv). attn_mask, broadcastable to (B, H, Tq, Tk): q's float dtype = added to the
 // logits; I64 = boolean, nonzero where a query may attend (torch's bool mask); it gets no
 // gradient. is_causal: key j is dropped for query i when j > i (torch's top-left alignment;
-// not together with attn_mask). A query row with every key dropped gives 0 (torch gives NaN).
+// not together with attn_mask). A query row whose keys are all dropped by a boolean mask or the
+// causal rule gives 0 on the CPU (torch gives NaN) and the mean of v on CUDA (the composed path
+// drops keys with the dtype's lowest value, as transformers' masks do): finite either way.
 // CPU (F32, F64): one fused kernel that keeps one log-sum-exp per row, not the probabilities.
 // CUDA: batched GEMMs + softmax (composed ops; the fused GPU kernel is still to come).
 // dropout_p must be 0 (attention dropout is not implemented; refused rather than ignored).

@@ -61,14 +61,14 @@ SdpaArgs check_sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
   return a;
 }
 
-// The additive form of a mask: an I64 (boolean) mask becomes 0 where attended and -inf
+// The additive form of a mask: an I64 (boolean) mask becomes 0 where attended and `dropped`
 // elsewhere, in dtype `dt`; a float mask is itself.
-Tensor additive_mask(const Tensor& mask, DType dt) {
+Tensor additive_mask(const Tensor& mask, DType dt, double dropped = -std::numeric_limits<double>::infinity()) {
   if (mask.dtype() != DType::I64) return mask.detach();
   const Tensor m = mask.device().is_cpu() ? mask : mask.to(Device::cpu());
   const auto ids = m.contiguous().to_vector<int64_t>();
   std::vector<double> add(ids.size());
-  for (size_t i = 0; i < ids.size(); ++i) add[i] = ids[i] ? 0.0 : -std::numeric_limits<double>::infinity();
+  for (size_t i = 0; i < ids.size(); ++i) add[i] = ids[i] ? 0.0 : dropped;
   Tensor out = Tensor::from_vector(add, m.shape()).to(dt);
   return mask.device().is_cpu() ? out : out.to(mask.device());
 }
@@ -106,7 +106,15 @@ Tensor sdpa_composed(const Tensor& q, const Tensor& k, const Tensor& v, const Te
       for (int64_t j = i + 1; j < s.Tk; ++j) c[static_cast<size_t>(i * s.Tk + j)] = -std::numeric_limits<double>::infinity();
     add_mask = Tensor::from_vector(c, {s.Tq, s.Tk}).to(q.dtype()).to(q.device());
   } else if (mask.defined()) {
-    add_mask = additive_mask(mask, q.dtype());
+    // The dtype's lowest finite value, not -inf (as transformers' masks): a row with every key
+    // dropped (a left-padded query) then gets finite weights, where softmax over -inf would give
+    // NaN, and NaN values of such a row would poison every later row through 0 · NaN in P·V.
+    // (BF16: -3e38, as float's lowest would round to -inf there.)
+    const double lowest = q.dtype() == DType::F16    ? -65504.0
+                          : q.dtype() == DType::BF16 ? -3.0e38
+                          : q.dtype() == DType::F64  ? std::numeric_limits<double>::lowest()
+                                                     : static_cast<double>(std::numeric_limits<float>::lowest());
+    add_mask = additive_mask(mask, q.dtype(), lowest);
   }
   if (add_mask.defined()) scores = add(scores, add_mask);
   return matmul(softmax(scores, -1), vv);

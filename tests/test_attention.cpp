@@ -1,12 +1,14 @@
 // scaled_dot_product_attention (core/ops_attention.cpp, kernels/cpu/attention.cpp), rms_norm,
 // apply_rotary and silu: against the same math composed from matmul / softmax (F64, forward and
 // every gradient), finite-difference gradchecks, PyTorch's SDPA (golden sdpa_* cases), the
-// edge cases (fully masked rows, long sequences over several query blocks) and the errors.
+// edge cases (fully masked rows, long sequences over several query blocks), the errors, and
+// the CUDA (composed) path against the CPU op (GPU only).
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <limits>
 
+#include "cuda_kernel_util.h"
 #include "golden_util.h"
 #include "gradcheck.h"
 
@@ -230,5 +232,33 @@ TEST_CASE("rms_norm, apply_rotary, silu: values and gradients", "[attention][nor
     CHECK(y[0] == Approx(-1 / (1 + std::exp(1.0))));
     CHECK(y[1] == 0);
     CHECK(y[2] == Approx(2 / (1 + std::exp(-2.0))));
+  }
+}
+
+TEST_CASE("sdpa on CUDA (composed path) equals the CPU op, left-padded rows stay finite", "[attention][cuda]") {
+  if (!peft::testing::cuda_ready()) return;
+  Generator g(21);
+  const Tensor q = Tensor::randn({2, 4, 5, 8}, DType::F32, &g), k = Tensor::randn({2, 2, 5, 8}, DType::F32, &g),
+               v = Tensor::randn({2, 2, 5, 8}, DType::F32, &g);
+  // Row 1 of batch 1 is left padding: its first two keys are dropped for every query, so its
+  // first two queries attend nothing.
+  std::vector<int64_t> m(2 * 5 * 5, 0);
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t i = 0; i < 5; ++i)
+      for (int64_t j = 0; j <= i; ++j) m[static_cast<size_t>((b * 5 + i) * 5 + j)] = b == 0 || j >= 2;
+  const Tensor mask = Tensor::from_vector(m, {2, 1, 5, 5});
+  const Device dev = Device::cuda();
+  for (bool causal : {false, true}) {
+    const Tensor cpu = scaled_dot_product_attention(q, k, v, causal ? Tensor() : mask, 0, causal);
+    const Tensor gpu = scaled_dot_product_attention(q.to(dev), k.to(dev), v.to(dev), causal ? Tensor() : mask.to(dev), 0,
+                                                    causal)
+                           .to(Device::cpu());
+    const auto a = cpu.to_vector<float>(), b = gpu.to_vector<float>();
+    for (size_t i = 0; i < a.size(); ++i) {
+      REQUIRE(std::isfinite(b[i]));
+      const size_t b_idx = i / (4 * 5 * 8), q_idx = (i / 8) % 5;
+      if (!causal && b_idx == 1 && q_idx < 2) continue;  // attends nothing: 0 on the CPU, mean of v on CUDA
+      REQUIRE(b[i] == Approx(a[i]).margin(1e-4));
+    }
   }
 }
