@@ -80,7 +80,7 @@ Tensor positions_from_mask(const Tensor& attention_mask) {
     for (int64_t t = 0; t < T; ++t) {
       auto& x = v[static_cast<size_t>(b * T + t)];
       run += x != 0;
-      x = x != 0 ? run - 1 : 1;
+      x = x != 0 ? run - 1 : 0;
     }
   }
   return Tensor::from_vector(v, {B, T});

@@ -1,6 +1,8 @@
 """Tiny random transformers decoder checkpoints for tests/test_hf_models.cpp.
 
-    python tests/golden/golden_hf.py      # needs torch, transformers, peft, safetensors
+    PYTHONHASHSEED=0 python tests/golden/golden_hf.py   # needs torch, transformers, peft, safetensors
+
+(PEFT writes target_modules in set order; a fixed hash seed keeps adapter_config.json stable.)
 
 For each case writes tests/golden/data/hf/<case>/:
   model/          transformers' save_pretrained (config.json, model.safetensors), F32
