@@ -65,12 +65,10 @@ SdpaArgs check_sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
 // elsewhere, in dtype `dt`; a float mask is itself.
 Tensor additive_mask(const Tensor& mask, DType dt, double dropped = -std::numeric_limits<double>::infinity()) {
   if (mask.dtype() != DType::I64) return mask.detach();
-  const Tensor m = mask.device().is_cpu() ? mask : mask.to(Device::cpu());
-  const auto ids = m.contiguous().to_vector<int64_t>();
+  const auto ids = mask.to_vector<int64_t>();
   std::vector<double> add(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) add[i] = ids[i] ? 0.0 : dropped;
-  Tensor out = Tensor::from_vector(add, m.shape()).to(dt);
-  return mask.device().is_cpu() ? out : out.to(mask.device());
+  return Tensor::from_vector(add, mask.shape()).to(dt).to(mask.device());
 }
 
 // The mask as strides over (B, H, Tq, Tk), 0 where it broadcasts.

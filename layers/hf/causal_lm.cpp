@@ -27,20 +27,37 @@ void CausalLM::init_weights() {
   }
 }
 
-std::pair<int64_t, int64_t> CausalLM::check_inputs(const Tensor& ids, const Tensor& mask) const {
+void CausalLM::check_ids(const Tensor& ids) const {
   PEFT_CHECK(ids.defined() && ids.dtype() == DType::I64 && ids.dim() == 2, type_name(),
              ": input_ids must be I64 of shape (batch, seq), got ",
              ids.defined() ? dtype_name(ids.dtype()) + std::string(" ") + shape_str(ids.shape()) : std::string("none"));
+  if (!ids.device().is_cpu()) return;
   const int64_t V = vocab_size();
-  const Tensor cpu_ids = ids.device().is_cpu() ? ids : ids.to(Device::cpu());
-  for (int64_t id : cpu_ids.contiguous().to_vector<int64_t>())
+  for (int64_t id : ids.to_vector<int64_t>())
     PEFT_CHECK(id >= 0 && id < V, type_name(), ": token id ", id, " is outside the vocabulary [0, ", V, ")");
-  if (mask.defined()) {
-    PEFT_CHECK(mask.dtype() == DType::I64 && mask.shape() == ids.shape(), type_name(),
-               ": attention_mask must be I64 with input_ids' shape ", shape_str(ids.shape()), ", got ",
-               dtype_name(mask.dtype()), " ", shape_str(mask.shape()));
-  }
-  return {ids.size(0), ids.size(1)};
+}
+
+Tensor CausalLM::logits(const Tensor& input_ids, const Tensor& attention_mask) {
+  check_ids(input_ids);
+  if (attention_mask.defined())
+    PEFT_CHECK(attention_mask.dtype() == DType::I64 && attention_mask.shape() == input_ids.shape(), type_name(),
+               ": attention_mask must be I64 with input_ids' shape ", shape_str(input_ids.shape()), ", got ",
+               dtype_name(attention_mask.dtype()), " ", shape_str(attention_mask.shape()));
+  return run_tokens(input_ids, attention_mask, Tensor(), nullptr);
+}
+
+Tensor CausalLM::logits_step(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids,
+                             KvCache& cache) {
+  check_ids(input_ids);
+  PEFT_CHECK(position_ids.defined() && position_ids.shape() == input_ids.shape() && position_ids.dtype() == DType::I64,
+             type_name(), ": logits_step needs I64 position_ids of input_ids' shape ", shape_str(input_ids.shape()));
+  return run_tokens(input_ids, attention_mask, position_ids, &cache);
+}
+
+void KvCache::prepare(size_t layers, const std::string& who) {
+  if (k.empty()) k.resize(layers), v.resize(layers);
+  PEFT_CHECK(k.size() == layers && v.size() == layers, who, ": the KV cache holds ", k.size(), " layers, the model ",
+             layers);
 }
 
 Tensor decoder_attention_mask(const Tensor& attention_mask, int64_t B, int64_t Tq, int64_t Tk,
@@ -51,8 +68,7 @@ Tensor decoder_attention_mask(const Tensor& attention_mask, int64_t B, int64_t T
     PEFT_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == B && attention_mask.size(1) == Tk,
                "attention_mask of shape ", shape_str(attention_mask.shape()), " does not cover the ", Tk,
                " tokens so far of ", B, " sequences");
-    const Tensor m = attention_mask.device().is_cpu() ? attention_mask : attention_mask.to(Device::cpu());
-    keep = m.contiguous().to_vector<int64_t>();
+    keep = attention_mask.to_vector<int64_t>();
     for (auto& k : keep) {
       k = k != 0;
       padded = padded || !k;
@@ -67,14 +83,12 @@ Tensor decoder_attention_mask(const Tensor& attention_mask, int64_t B, int64_t T
       for (int64_t j = 0; j <= slot; ++j)
         out[static_cast<size_t>((b * Tq + i) * Tk + j)] = keep[static_cast<size_t>(b * Tk + j)] && (!cut || slot - j < *window);
     }
-  Tensor t = Tensor::from_vector(out, {B, 1, Tq, Tk});
-  return device.is_cpu() ? t : t.to(device);
+  return Tensor::from_vector(out, {B, 1, Tq, Tk}).to(device);
 }
 
 Tensor positions_from_mask(const Tensor& attention_mask) {
-  const Tensor m = attention_mask.device().is_cpu() ? attention_mask : attention_mask.to(Device::cpu());
-  const int64_t B = m.size(0), T = m.size(1);
-  auto v = m.contiguous().to_vector<int64_t>();
+  const int64_t B = attention_mask.size(0), T = attention_mask.size(1);
+  auto v = attention_mask.to_vector<int64_t>();
   for (int64_t b = 0; b < B; ++b) {
     int64_t run = 0;
     for (int64_t t = 0; t < T; ++t) {
@@ -132,7 +146,7 @@ std::vector<double> rope_inv_freq(const HfConfig& c, int64_t head_dim) {
 std::pair<Tensor, Tensor> rope_cos_sin(const std::vector<double>& inv_freq, const Tensor& position_ids, DType dtype,
                                        Device device) {
   const int64_t B = position_ids.size(0), T = position_ids.size(1), half = static_cast<int64_t>(inv_freq.size());
-  const auto pos = position_ids.contiguous().to_vector<int64_t>();
+  const auto pos = position_ids.to_vector<int64_t>();
   std::vector<float> c(static_cast<size_t>(B * T * 2 * half)), s(c.size());
   for (int64_t bt = 0; bt < B * T; ++bt)
     for (int64_t i = 0; i < half; ++i) {
@@ -142,10 +156,8 @@ std::pair<Tensor, Tensor> rope_cos_sin(const std::vector<double>& inv_freq, cons
       c[o] = c[o + static_cast<size_t>(half)] = std::cos(ang);
       s[o] = s[o + static_cast<size_t>(half)] = std::sin(ang);
     }
-  Tensor ct = Tensor::from_vector(c, {B, T, 2 * half}), st = Tensor::from_vector(s, {B, T, 2 * half});
-  if (dtype != DType::F32) ct = ct.to(dtype), st = st.to(dtype);
-  if (!device.is_cpu()) ct = ct.to(device), st = st.to(device);
-  return {ct, st};
+  return {Tensor::from_vector(c, {B, T, 2 * half}).to(dtype).to(device),
+          Tensor::from_vector(s, {B, T, 2 * half}).to(dtype).to(device)};
 }
 
 Tensor hf_activation(const std::string& name, const Tensor& x) {

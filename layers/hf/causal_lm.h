@@ -17,6 +17,9 @@ namespace peft::nn::hf {
 struct KvCache {
   std::vector<Tensor> k, v;
   int64_t length() const { return k.empty() || !k.front().defined() ? 0 : k.front().size(2); }
+  // Before a step of a `layers`-layer model: sized on first use, else checked to match (`who`
+  // names the model in the error).
+  void prepare(size_t layers, const std::string& who);
 };
 
 // A *ForCausalLM model with transformers' module and parameter names.
@@ -32,13 +35,12 @@ class CausalLM : public Module {
   // 1 for tokens, 0 for padding (left padding, as transformers' generate pads); undefined: all
   // tokens. Logits at padded positions are finite but meaningless (their query rows attend to
   // nothing), as in transformers.
-  virtual Tensor logits(const Tensor& input_ids, const Tensor& attention_mask = Tensor()) = 0;
+  Tensor logits(const Tensor& input_ids, const Tensor& attention_mask = Tensor());
   // One decoding step with a KV cache (generation): logits (B, T_new, V) of input_ids (B, T_new)
   // following cache.length() earlier tokens. attention_mask (B, T_past + T_new) covers every
   // token so far (undefined: no padding); position_ids (B, T_new) I64 as transformers' generate
   // makes them (cumsum(mask) - 1). The new keys / values are appended to `cache`.
-  virtual Tensor logits_step(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids,
-                             KvCache& cache) = 0;
+  Tensor logits_step(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids, KvCache& cache);
   // Module::forward on token ids: logits without a mask (so LoraModel / PeftModel forward runs it).
   Tensor forward(const Tensor& input_ids) override { return logits(input_ids); }
 
@@ -52,10 +54,16 @@ class CausalLM : public Module {
   void init_weights();
 
  protected:
-  // (B, T) token ids checked: I64, 2-D, ids in [0, vocab); the mask, if any, the same shape and
-  // on the same device. Returns {B, T}.
-  std::pair<int64_t, int64_t> check_inputs(const Tensor& input_ids, const Tensor& attention_mask) const;
+  // The model itself, after logits / logits_step checked their inputs: logits of input_ids;
+  // position_ids undefined means the model's own rule for a plain call, cache null no cache.
+  virtual Tensor run_tokens(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids,
+                            KvCache* cache) = 0;
   HfConfig config_;
+
+ private:
+  // input_ids: I64 (B, T); on the CPU also ids in [0, vocab) (device ids are checked by the
+  // embedding's gather kernel, without a copy to the host on every step).
+  void check_ids(const Tensor& input_ids) const;
 };
 
 // The attention mask of a decoder for SDPA: I64 (B, 1, Tq, Tk), 1 where query i (the token at
@@ -71,7 +79,7 @@ Tensor positions_from_mask(const Tensor& attention_mask);
 // transformers' rotary tables: inv_freq (D/2) from config.json (rope_theta / rope_scaling, or
 // transformers 5's rope_parameters; rope types "default", "linear", "llama3"; others refused).
 std::vector<double> rope_inv_freq(const HfConfig& config, int64_t head_dim);
-// cos, sin (B, T, head_dim) in `dtype` on `device` for position ids (B, T) I64 (CPU).
+// cos, sin (B, T, head_dim) in `dtype` on `device` for position ids (B, T) I64 (computed on the host).
 std::pair<Tensor, Tensor> rope_cos_sin(const std::vector<double>& inv_freq, const Tensor& position_ids, DType dtype,
                                        Device device);
 

@@ -57,12 +57,12 @@ Tensor generate(CausalLM& model, const Tensor& input_ids, const Tensor& attentio
   Generator& gen = gen_in ? *gen_in : default_generator();
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
   const Device dev = model.parameters().empty() ? Device::cpu() : model.parameters().front().device();
-  std::vector<int64_t> ids = (input_ids.device().is_cpu() ? input_ids : input_ids.to(Device::cpu())).contiguous().to_vector<int64_t>();
+  const std::vector<int64_t> ids = input_ids.to_vector<int64_t>();
   std::vector<int64_t> mask(static_cast<size_t>(B * T), 1);
   if (attention_mask.defined()) {
     PEFT_CHECK(attention_mask.shape() == input_ids.shape() && attention_mask.dtype() == DType::I64,
                "generate: attention_mask must be I64 with input_ids' shape");
-    mask = (attention_mask.device().is_cpu() ? attention_mask : attention_mask.to(Device::cpu())).contiguous().to_vector<int64_t>();
+    mask = attention_mask.to_vector<int64_t>();
   }
   const bool was_training = model.is_training();
   model.eval();
@@ -84,11 +84,9 @@ Tensor generate(CausalLM& model, const Tensor& input_ids, const Tensor& attentio
       const int64_t len = static_cast<int64_t>(rows[0].size()), past = cache.length(), n = len - past;
       const Tensor full_mask = Tensor::from_vector(flat(mrows, 0), {B, len});
       const Tensor pos = positions_from_mask(full_mask).slice(1, past, len).contiguous();
-      Tensor step_ids = Tensor::from_vector(flat(rows, past), {B, n});
-      Tensor m = full_mask;
-      if (!dev.is_cpu()) step_ids = step_ids.to(dev), m = m.to(dev);
-      const Tensor logits = model.logits_step(step_ids, m, pos, cache).select(1, n - 1).to(DType::F64).to(Device::cpu());
-      const auto all = logits.contiguous().to_vector<double>();
+      const Tensor step_ids = Tensor::from_vector(flat(rows, past), {B, n}).to(dev);
+      const Tensor logits = model.logits_step(step_ids, full_mask.to(dev), pos, cache).select(1, n - 1);
+      const auto all = logits.to_vector<double>();
       const int64_t V = logits.size(1);
       for (int64_t b = 0; b < B; ++b) {
         int64_t tok = c.pad_token_id;

@@ -139,13 +139,10 @@ Tensor LlamaModel::hidden_states(const Tensor& ids, const Tensor& attention_mask
   // unless given (generate passes cumsum(mask) - 1).
   const Tensor positions = position_ids.defined() ? position_ids : Tensor::arange(T, DType::I64).unsqueeze(0);
   const auto& rope = static_cast<const LlamaRotaryEmbedding&>(*child("rotary_emb"));
-  auto [cos, sin] = rope_cos_sin(rope.inv_freq(), positions.device().is_cpu() ? positions : positions.to(Device::cpu()),
-                                 x.dtype(), x.device());
+  auto [cos, sin] = rope_cos_sin(rope.inv_freq(), positions, x.dtype(), x.device());
   const Tensor mask = decoder_attention_mask(attention_mask, B, T, past + T, sliding_window_, x.device());
   auto layers = child("layers")->named_children();
-  if (cache && cache->k.empty()) cache->k.resize(layers.size()), cache->v.resize(layers.size());
-  PEFT_CHECK(!cache || cache->k.size() == layers.size(), type_name(), ": the KV cache holds ", cache ? cache->k.size() : 0,
-             " layers, the model ", layers.size());
+  if (cache) cache->prepare(layers.size(), type_name());
   for (size_t i = 0; i < layers.size(); ++i) {
     auto dec = std::dynamic_pointer_cast<LlamaDecoderLayer>(layers[i].second);
     PEFT_CHECK(dec != nullptr, type_name(), ": layers.", layers[i].first, " is a ", layers[i].second->type_name(),
@@ -167,29 +164,14 @@ std::vector<std::pair<std::string, std::string>> LlamaForCausalLM::tied_weights(
   return {{"lm_head.weight", "model.embed_tokens.weight"}};
 }
 
-Tensor LlamaForCausalLM::logits_step(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids,
-                                     KvCache& cache) {
-  check_inputs(input_ids, Tensor());
-  PEFT_CHECK(position_ids.defined() && position_ids.shape() == input_ids.shape() && position_ids.dtype() == DType::I64,
-             type_name(), ": logits_step needs I64 position_ids of input_ids' shape ", shape_str(input_ids.shape()));
+Tensor LlamaForCausalLM::run_tokens(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids,
+                                 KvCache* cache) {
   auto model = std::dynamic_pointer_cast<LlamaModel>(child("model"));
   PEFT_CHECK(model != nullptr, type_name(), ": child 'model' is not a ", dims_.prefix, "Model");
   Tensor h;
   {
     ModuleCallScope scope(*model, "model");
-    h = model->hidden_states(input_ids, attention_mask, position_ids, &cache);
-  }
-  return (*child("lm_head"))(h);
-}
-
-Tensor LlamaForCausalLM::logits(const Tensor& input_ids, const Tensor& attention_mask) {
-  check_inputs(input_ids, attention_mask);
-  auto model = std::dynamic_pointer_cast<LlamaModel>(child("model"));
-  PEFT_CHECK(model != nullptr, type_name(), ": child 'model' is not a ", dims_.prefix, "Model");
-  Tensor h;
-  {
-    ModuleCallScope scope(*model, "model");
-    h = model->hidden_states(input_ids, attention_mask);
+    h = model->hidden_states(input_ids, attention_mask, position_ids, cache);
   }
   return (*child("lm_head"))(h);
 }

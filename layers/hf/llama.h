@@ -112,13 +112,12 @@ class LlamaForCausalLM : public CausalLM {
   // layer init; call init_weights() for transformers' or load a checkpoint (hf::from_pretrained).
   explicit LlamaForCausalLM(const HfConfig& config);
   std::string type_name() const override { return dims_.prefix + "ForCausalLM"; }
-  Tensor logits(const Tensor& input_ids, const Tensor& attention_mask = Tensor()) override;
-  Tensor logits_step(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids,
-                     KvCache& cache) override;
   std::vector<std::pair<std::string, std::string>> tied_weights() const override;
   const LlamaDims& dims() const { return dims_; }
 
  private:
+  Tensor run_tokens(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids,
+                    KvCache* cache) override;
   LlamaDims dims_;
 };
 

@@ -115,13 +115,13 @@ Tensor OPTDecoder::hidden_states(const Tensor& ids, const Tensor& attention_mask
   const int64_t max_pos = child("embed_positions")->param("weight").size(0);
   std::vector<int64_t> pos;
   if (position_ids.defined()) {
-    pos = (position_ids.device().is_cpu() ? position_ids : position_ids.to(Device::cpu())).contiguous().to_vector<int64_t>();
+    pos = position_ids.to_vector<int64_t>();
   } else {
     // transformers: position = cumsum(mask) · mask − 1, so padding does not advance positions and
     // padded slots read row 1 (after the offset).
     std::vector<int64_t> keep(static_cast<size_t>(B * T), 1);
     if (attention_mask.defined())
-      keep = (attention_mask.device().is_cpu() ? attention_mask : attention_mask.to(Device::cpu())).contiguous().to_vector<int64_t>();
+      keep = attention_mask.to_vector<int64_t>();
     pos.resize(keep.size());
     for (int64_t b = 0; b < B; ++b) {
       int64_t run = 0;
@@ -138,16 +138,13 @@ Tensor OPTDecoder::hidden_states(const Tensor& ids, const Tensor& attention_mask
     PEFT_CHECK(p >= 0 && p < max_pos, "OPTDecoder: position ", p - kPositionOffset, " is outside [0, ",
                max_pos - kPositionOffset, ") (max_position_embeddings)");
   }
-  Tensor positions = Tensor::from_vector(pos, {B, T});
-  if (!ids.device().is_cpu()) positions = positions.to(ids.device());
+  const Tensor positions = Tensor::from_vector(pos, {B, T}).to(ids.device());
   Tensor x = (*child("embed_tokens"))(ids);
   if (has_child("project_in")) x = (*child("project_in"))(x);
   x = add(x, (*child("embed_positions"))(positions));
   const Tensor mask = decoder_attention_mask(attention_mask, B, T, past + T, std::nullopt, x.device());
   auto layers = child("layers")->named_children();
-  if (cache && cache->k.empty()) cache->k.resize(layers.size()), cache->v.resize(layers.size());
-  PEFT_CHECK(!cache || cache->k.size() == layers.size(), type_name(), ": the KV cache holds ", cache ? cache->k.size() : 0,
-             " layers, the model ", layers.size());
+  if (cache) cache->prepare(layers.size(), type_name());
   for (size_t i = 0; i < layers.size(); ++i) {
     auto dec = std::dynamic_pointer_cast<OPTDecoderLayer>(layers[i].second);
     PEFT_CHECK(dec != nullptr, type_name(), ": layers.", layers[i].first, " is a ", layers[i].second->type_name(),
@@ -173,29 +170,14 @@ std::vector<std::pair<std::string, std::string>> OPTForCausalLM::tied_weights() 
   return {{"lm_head.weight", "model.decoder.embed_tokens.weight"}};
 }
 
-Tensor OPTForCausalLM::logits_step(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids,
-                                   KvCache& cache) {
-  check_inputs(input_ids, Tensor());
-  PEFT_CHECK(position_ids.defined() && position_ids.shape() == input_ids.shape() && position_ids.dtype() == DType::I64,
-             type_name(), ": logits_step needs I64 position_ids of input_ids' shape ", shape_str(input_ids.shape()));
+Tensor OPTForCausalLM::run_tokens(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids,
+                                 KvCache* cache) {
   auto decoder = std::dynamic_pointer_cast<OPTDecoder>(child("model")->child("decoder"));
   PEFT_CHECK(decoder != nullptr, type_name(), ": model.decoder is not an OPTDecoder");
   Tensor h;
   {
     ModuleCallScope scope(*decoder, "model.decoder");
-    h = decoder->hidden_states(input_ids, attention_mask, position_ids, &cache);
-  }
-  return (*child("lm_head"))(h);
-}
-
-Tensor OPTForCausalLM::logits(const Tensor& input_ids, const Tensor& attention_mask) {
-  check_inputs(input_ids, attention_mask);
-  auto decoder = std::dynamic_pointer_cast<OPTDecoder>(child("model")->child("decoder"));
-  PEFT_CHECK(decoder != nullptr, type_name(), ": model.decoder is not an OPTDecoder");
-  Tensor h;
-  {
-    ModuleCallScope scope(*decoder, "model.decoder");
-    h = decoder->hidden_states(input_ids, attention_mask);
+    h = decoder->hidden_states(input_ids, attention_mask, position_ids, cache);
   }
   return (*child("lm_head"))(h);
 }

@@ -71,13 +71,12 @@ class OPTForCausalLM : public CausalLM {
   PEFT_MODULE_CLONE(OPTForCausalLM)
   explicit OPTForCausalLM(const HfConfig& config);
   std::string type_name() const override { return "OPTForCausalLM"; }
-  Tensor logits(const Tensor& input_ids, const Tensor& attention_mask = Tensor()) override;
-  Tensor logits_step(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids,
-                     KvCache& cache) override;
   std::vector<std::pair<std::string, std::string>> tied_weights() const override;
   const OptDims& dims() const { return dims_; }
 
  private:
+  Tensor run_tokens(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids,
+                    KvCache* cache) override;
   OptDims dims_;
 };
 
