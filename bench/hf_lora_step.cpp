@@ -5,17 +5,13 @@
 // The PyTorch + PEFT peer (bench/hf_lora_step_torch.py) builds the same configs.
 //   usage: bench_hf_lora_step [--models opt125m,llama125m] [--batch B] [--seq T] [--repeats N]
 //                             [--device cpu|cuda] [--bf16]
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "peft.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "step_timing.h"
 
 using namespace peft;
 namespace hf = peft::nn::hf;
@@ -82,28 +78,17 @@ int main(int argc, char** argv) {
         opt.zero_grad();
         loss.backward();
         opt.step();
-        return loss.item();  // synchronises the device
+        (void)loss.item();  // reads the loss back: the device has finished the step
       };
-      for (int w = 0; w < 2; ++w) step();
-      std::vector<double> ms;
-      for (int r = 0; r < repeats; ++r) {
-        auto t0 = std::chrono::steady_clock::now();
-        step();
-        ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-      }
-      std::sort(ms.begin(), ms.end());
-      const double med = ms[ms.size() / 2];
-      int threads = 1;
-#ifdef _OPENMP
-      threads = omp_get_max_threads();
-#endif
+      const bench::StepTiming t = bench::time_steps(2, repeats, step);
+      const double med = t.median_ms;
       const auto [trainable, all] = pm->get_nb_trainable_parameters();
       std::printf("{\"impl\": \"peft.cpp\", \"case\": \"hf_lora_step\", \"model\": \"%s\", \"device\": \"%s\", "
                   "\"dtype\": \"%s\", \"batch\": %lld, \"seq\": %lld, \"threads\": %d, \"params\": %lld, "
                   "\"trainable\": %lld, \"median_ms\": %.3f, \"min_ms\": %.3f, \"tokens_per_s\": %.1f, \"repeats\": %d}\n",
                   name.c_str(), device.str().c_str(), bf16 ? "bf16" : "f32", static_cast<long long>(batch),
-                  static_cast<long long>(seq), threads, static_cast<long long>(all), static_cast<long long>(trainable),
-                  med, ms.front(), static_cast<double>(batch * seq) / (med / 1e3), repeats);
+                  static_cast<long long>(seq), bench::max_threads(), static_cast<long long>(all), static_cast<long long>(trainable),
+                  med, t.min_ms, static_cast<double>(batch * seq) / (med / 1e3), repeats);
       std::fflush(stdout);
     }
   } catch (const std::exception& e) {

@@ -2,27 +2,15 @@
 // parameters trainable, at batch 64 and 1024. Prints one JSON object per case: median and
 // min of >= 20 timed steps after warm-up. Threads: OMP_NUM_THREADS (as the peer script).
 //   usage: bench_mlp_step [--repeats N] [--batches 64,1024]
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "models/mlp.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "step_timing.h"
 
 using namespace peft;
-
-static int max_threads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
 
 int main(int argc, char** argv) {
   int repeats = 20;
@@ -52,20 +40,13 @@ int main(int argc, char** argv) {
       loss.backward();
       opt.step();
     };
-    for (int w = 0; w < 3; ++w) step();
-    std::vector<double> ms;
-    for (int r = 0; r < repeats; ++r) {
-      auto t0 = std::chrono::steady_clock::now();
-      step();
-      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    }
-    std::sort(ms.begin(), ms.end());
+    const bench::StepTiming t = bench::time_steps(3, repeats, step);
     // FLOPs of one step: forward 2·B·(20·H + H·H + 2·H), backward about twice that.
     const double H = 2000, flops = 3 * 2.0 * static_cast<double>(batch) * (20 * H + H * H + 2 * H);
     std::printf("{\"impl\": \"peft.cpp\", \"case\": \"mlp_step\", \"batch\": %lld, \"threads\": %d, "
                 "\"median_ms\": %.3f, \"min_ms\": %.3f, \"gflops\": %.1f, \"repeats\": %d}\n",
-                static_cast<long long>(batch), max_threads(), ms[ms.size() / 2], ms.front(),
-                flops / (ms[ms.size() / 2] * 1e6), repeats);
+                static_cast<long long>(batch), bench::max_threads(), t.median_ms, t.min_ms, flops / (t.median_ms * 1e6),
+                repeats);
     std::fflush(stdout);
   }
   return 0;
