@@ -86,7 +86,7 @@ Tensor decoder_attention_mask(const Tensor& attention_mask, int64_t B, int64_t T
   return Tensor::from_vector(out, {B, 1, Tq, Tk}).to(device);
 }
 
-Tensor positions_from_mask(const Tensor& attention_mask) {
+Tensor positions_from_mask(const Tensor& attention_mask, int64_t pad_position) {
   const int64_t B = attention_mask.size(0), T = attention_mask.size(1);
   auto v = attention_mask.to_vector<int64_t>();
   for (int64_t b = 0; b < B; ++b) {
@@ -94,7 +94,7 @@ Tensor positions_from_mask(const Tensor& attention_mask) {
     for (int64_t t = 0; t < T; ++t) {
       auto& x = v[static_cast<size_t>(b * T + t)];
       run += x != 0;
-      x = x != 0 ? run - 1 : 0;
+      x = x != 0 ? run - 1 : pad_position;
     }
   }
   return Tensor::from_vector(v, {B, T});

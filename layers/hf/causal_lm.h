@@ -72,9 +72,10 @@ class CausalLM : public Module {
 // slot - j < window. Undefined when plain is_causal says the same (Tq == Tk, no padding, no cut).
 Tensor decoder_attention_mask(const Tensor& attention_mask, int64_t B, int64_t Tq, int64_t Tk,
                               std::optional<int64_t> sliding_window, Device device);
-// transformers' generate: position = cumsum(mask) - 1, and 0 at padding (transformers 5.25);
-// (B, T) I64 on the CPU. Padded slots are masked as keys, so their positions never matter.
-Tensor positions_from_mask(const Tensor& attention_mask);
+// Positions of left-padded sequences: cumsum(mask) - 1 at tokens, `pad_position` at padding —
+// 0 as transformers 5.25's generate, -1 as OPT's own rule. (B, T) I64 on the CPU. Padded slots
+// are masked as keys, so their positions only reach their own (meaningless) outputs.
+Tensor positions_from_mask(const Tensor& attention_mask, int64_t pad_position = 0);
 
 // transformers' rotary tables: inv_freq (D/2) from config.json (rope_theta / rope_scaling, or
 // transformers 5's rope_parameters; rope types "default", "linear", "llama3"; others refused).

@@ -113,26 +113,12 @@ Tensor OPTDecoder::hidden_states(const Tensor& ids, const Tensor& attention_mask
              " is not supported in training (it would skip layers at random); set it to 0");
   const int64_t B = ids.size(0), T = ids.size(1), past = cache ? cache->length() : 0;
   const int64_t max_pos = child("embed_positions")->param("weight").size(0);
-  std::vector<int64_t> pos;
-  if (position_ids.defined()) {
-    pos = position_ids.to_vector<int64_t>();
-  } else {
-    // transformers: position = cumsum(mask) · mask − 1, so padding does not advance positions and
-    // padded slots read row 1 (after the offset).
-    std::vector<int64_t> keep(static_cast<size_t>(B * T), 1);
-    if (attention_mask.defined())
-      keep = attention_mask.to_vector<int64_t>();
-    pos.resize(keep.size());
-    for (int64_t b = 0; b < B; ++b) {
-      int64_t run = 0;
-      for (int64_t t = 0; t < T; ++t) {
-        const size_t i = static_cast<size_t>(b * T + t);
-        const int64_t m = keep[i] != 0;
-        run += m;
-        pos[i] = run * m - 1;
-      }
-    }
-  }
+  // transformers' OPT without position_ids: cumsum(mask) · mask − 1, so padding does not advance
+  // positions and padded slots read row 1 (after the offset).
+  std::vector<int64_t> pos =
+      (position_ids.defined() ? position_ids
+       : positions_from_mask(attention_mask.defined() ? attention_mask : Tensor::ones({B, T}, DType::I64), -1))
+          .to_vector<int64_t>();
   for (auto& p : pos) {
     p += kPositionOffset;
     PEFT_CHECK(p >= 0 && p < max_pos, "OPTDecoder: position ", p - kPositionOffset, " is outside [0, ",
