@@ -5,7 +5,6 @@
 // adapters saved here have PEFT's keys; bad checkpoints are refused and change nothing.
 #include <catch2/catch.hpp>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -17,6 +16,7 @@
 
 #include "golden_util.h"
 #include "hf_test_util.h"
+#include "program_runner.h"
 
 using namespace peft;
 namespace fs = std::filesystem;
@@ -288,48 +288,31 @@ TEST_CASE("hf models: bad checkpoints and inputs are refused and change nothing"
   }
 }
 
-namespace {
-std::string hf_lora_binary() {
-  const fs::path bin = fs::read_symlink("/proc/self/exe").parent_path().parent_path() / "samples" / "hf_lora";
-  if (!fs::exists(bin)) WARN("sample program " << bin.string() << " is not built; its checks are skipped");
-  return fs::exists(bin) ? bin.string() : "";
-}
-
-std::pair<int, std::string> run(const std::string& command) {
-  std::string out;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-}  // namespace
 
 TEST_CASE("hf_lora sample: params prints PEFT's line; logits writes PEFT's logits", "[hf][samples]") {
-  const std::string bin = hf_lora_binary();
+  using peft::testing::run;
+  const std::string bin = peft::testing::sample_binary("hf_lora");
   if (bin.empty()) return;
   for (const char* name : {"llama_gqa", "opt_350m_style"}) {
     DYNAMIC_SECTION(name) {
       const auto meta = read_json(case_dir(name) + "/meta.json");
-      auto [st, out] = run(bin + " params --model-config " + case_dir(name) + "/model/config.json --r 4 --lora-alpha 8");
-      INFO(out);
-      REQUIRE(st == 0);
-      CHECK(out == meta.at("print_trainable_parameters").get<std::string>() + "\n");
+      auto r = run(bin + " params --model-config " + case_dir(name) + "/model/config.json --r 4 --lora-alpha 8");
+      INFO(r.output);
+      REQUIRE(r.status == 0);
+      CHECK(r.output == meta.at("print_trainable_parameters").get<std::string>() + "\n");
       TempDir tmp(std::string("sample_") + name);
       const std::string dst = (tmp.path / "logits.safetensors").string();
-      std::tie(st, out) = run(bin + " logits --model " + case_dir(name) + "/model --adapter " + case_dir(name) +
-                              "/adapter --input " + case_dir(name) + "/io.safetensors --out " + dst);
-      INFO(out);
-      REQUIRE(st == 0);
+      r = run(bin + " logits --model " + case_dir(name) + "/model --adapter " + case_dir(name) + "/adapter --input " +
+              case_dir(name) + "/io.safetensors --out " + dst);
+      INFO(r.output);
+      REQUIRE(r.status == 0);
       expect_logits(io::find_tensor(io::load_file(dst), "logits"), io_tensor(name, "logits_lora"),
                     io_tensor(name, "attention_mask"), "hf_lora logits");
     }
   }
-  auto [st, out] = run(bin + " logits --model /nonexistent --input x --out y");
-  CHECK(st == 1);
-  CHECK_THAT(out, Catch::Contains("error:"));
-  CHECK(run(bin + " params --r 4").first == 2);
-  CHECK(run(bin + " params --model-config x --bogus 1").first == 2);
+  const auto r = run(bin + " logits --model /nonexistent --input x --out y");
+  CHECK(r.status == 1);
+  CHECK_THAT(r.output, Catch::Contains("error:"));
+  CHECK(run(bin + " params --r 4").status == 2);
+  CHECK(run(bin + " params --model-config x --bogus 1").status == 2);
 }

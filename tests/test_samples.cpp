@@ -18,12 +18,16 @@
 #include <sstream>
 #include <string>
 
+#include "program_runner.h"
 #include "custom_lstm/my_lora_lstm.h"
 #include "inject_dummy/dummy_model.h"
 #include "poolformer_lora/poolformer_lora.h"
 
 using namespace peft;
 namespace fs = std::filesystem;
+using peft::testing::run;
+using peft::testing::RunResult;
+using peft::testing::sample_binary;
 
 namespace {
 
@@ -54,34 +58,6 @@ struct TempDir {
   }
   std::string operator/(const std::string& name) const { return (path / name).string(); }
 };
-
-// The sample program `name` built beside this test binary, or "" (with a warning) if absent.
-std::string sample_binary(const std::string& name) {
-  const fs::path self = fs::read_symlink("/proc/self/exe");
-  const fs::path bin = self.parent_path().parent_path() / "samples" / name;
-  if (!fs::exists(bin)) {
-    WARN("sample program " << bin.string() << " is not built; its checks are skipped");
-    return "";
-  }
-  return bin.string();
-}
-
-struct RunResult {
-  int status = -1;
-  std::string output;  // stdout and stderr
-};
-
-RunResult run(const std::string& command) {
-  RunResult r;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) r.output.append(buf.data(), n);
-  const int status = ::pclose(pipe);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 bool has_line(const std::string& text, const std::string& line) {
   std::istringstream is(text);
