@@ -26,6 +26,8 @@
 #include "layers/hf/opt.h"
 #include "io/safetensors.h"
 #include "io/tensor_io.h"
+#include "io/tokenizer.h"
+#include "io/unicode.h"
 #include "adapters/dispatch.h"
 #include "adapters/lora_config.h"
 #include "adapters/lora_layer.h"
