@@ -5,16 +5,32 @@
 //   hf_lora logits --model DIR [--adapter DIR] --input IN.safetensors --out OUT.safetensors [--device cpu|cuda]
 //       IN: "input_ids" (I64 [B, T]) and optionally "attention_mask" (I64 [B, T], left padding);
 //       OUT: "logits" (F32 [B, T, V]) in eval mode, with the PEFT adapter when given.
+//   hf_lora generate --model DIR [--adapter DIR] --prompt TEXT [--max-new-tokens N] [--device cpu|cuda]
+//                    [--do-sample 0|1] [--temperature T] [--top-k K] [--top-p P] [--seed S]
+//       Prints the prompt and its continuation (greedy unless --do-sample 1), decoded with the special
+//       tokens skipped, as tokenizer.decode(model.generate(...)[0], skip_special_tokens=True) does;
+//       stops at the eos_token_id of DIR's generation_config.json (else config.json).
+//   hf_lora train --model DIR --data TEXT_FILE --out ADAPTER_DIR [--r R] [--lora-alpha A] [--lora-dropout P]
+//                 [--block-size 128] [--batch-size 4] [--epochs 1] [--max-steps N] [--lr 2e-4] [--seed 0]
+//                 [--log-every 10] [--device cpu|cuda] [--bf16]
+//       LoRA fine-tuning (PEFT's default targets for the model type) on the text file, cut into blocks
+//       as transformers' run_clm.py does (train.cpp); prints the mean loss over the blocks before and
+//       after, a progress line every --log-every steps, and saves a PEFT adapter to ADAPTER_DIR.
 // DIR is a transformers save_pretrained folder (config.json + model.safetensors or a sharded
-// index); the adapter folder is PEFT's (adapter_config.json + adapter_model.safetensors).
+// index; generate and train also read its tokenizer.json); the adapter folder is PEFT's
+// (adapter_config.json + adapter_model.safetensors).
 // Exit status: 0 done, 1 error (message on stderr), 2 usage.
 #include <peft/peft.h>
 
+#include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <set>
 #include <string>
+
+#include "train.h"
 
 using namespace peft;
 namespace hf = peft::nn::hf;
@@ -25,20 +41,35 @@ int usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s params --model-config CONFIG.json [--r R] [--lora-alpha A] [--lora-dropout P]\n"
                "       %s logits --model DIR [--adapter DIR] --input IN.safetensors --out OUT.safetensors "
-               "[--device cpu|cuda]\n",
-               argv0, argv0);
+               "[--device cpu|cuda]\n"
+               "       %s generate --model DIR [--adapter DIR] --prompt TEXT [--max-new-tokens N] [--device cpu|cuda]\n"
+               "                [--do-sample 0|1] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
+               "       %s train --model DIR --data TEXT_FILE --out ADAPTER_DIR [--r R] [--lora-alpha A] "
+               "[--lora-dropout P]\n"
+               "                [--block-size N] [--batch-size N] [--epochs N] [--max-steps N] [--lr LR] [--seed S]\n"
+               "                [--log-every N] [--device cpu|cuda] [--bf16]\n",
+               argv0, argv0, argv0, argv0);
   return 2;
 }
 
-// "--key value" pairs after the subcommand; false on an odd count, a repeat or an unknown key.
-bool parse(int argc, char** argv, const std::set<std::string>& known, std::map<std::string, std::string>& out) {
-  if ((argc - 2) % 2 != 0) return false;
-  for (int i = 2; i + 1 < argc; i += 2) {
-    if (!known.count(argv[i]) || out.count(argv[i])) return false;
-    out[argv[i]] = argv[i + 1];
+// "--key value" pairs (and value-less `flags`, stored as "1") after the subcommand; false on a
+// missing value, a repeat or an unknown key.
+bool parse(int argc, char** argv, const std::set<std::string>& known, std::map<std::string, std::string>& out,
+           const std::set<std::string>& flags = {}) {
+  for (int i = 2; i < argc; ++i) {
+    const std::string key = argv[i];
+    if (out.count(key)) return false;
+    if (flags.count(key)) {
+      out[key] = "1";
+    } else if (known.count(key) && i + 1 < argc) {
+      out[key] = argv[++i];
+    } else {
+      return false;
+    }
   }
   return true;
 }
+
 
 double number(const std::map<std::string, std::string>& o, const std::string& key, double def) {
   auto it = o.find(key);
@@ -54,13 +85,18 @@ double number(const std::map<std::string, std::string>& o, const std::string& ke
   return v;
 }
 
+int64_t integer(const std::map<std::string, std::string>& o, const std::string& key, int64_t def, int64_t min) {
+  const double v = number(o, key, static_cast<double>(def));
+  PEFT_CHECK(v == std::floor(v) && v >= static_cast<double>(min), key, " expects an integer >= ", min, ", got '",
+             o.count(key) ? o.at(key) : std::to_string(def), "'");
+  return static_cast<int64_t>(v);
+}
+
 int run_params(const std::map<std::string, std::string>& o) {
   auto lm = hf::causal_lm_from_config(hf::HfConfig::from_file(o.at("--model-config")));
   LoraConfig cfg;
   cfg.task_type = "CAUSAL_LM";
-  const double r = number(o, "--r", 8);
-  PEFT_CHECK(r >= 1 && r == static_cast<double>(static_cast<int64_t>(r)), "--r expects a positive integer");
-  cfg.r = static_cast<int64_t>(r);
+  cfg.r = integer(o, "--r", 8, 1);
   cfg.lora_alpha = number(o, "--lora-alpha", 8);
   cfg.lora_dropout = number(o, "--lora-dropout", 0.0);
   get_peft_model(lm, cfg)->print_trainable_parameters(std::cout);
@@ -89,6 +125,74 @@ int run_logits(const std::map<std::string, std::string>& o) {
   return 0;
 }
 
+// The eos / pad ids generate() uses: generation_config.json's, else config.json's.
+void stop_tokens(const std::string& dir, hf::GenerationConfig& g) {
+  std::vector<nlohmann::json> sources;
+  if (std::ifstream(dir + "/generation_config.json").good())
+    sources.push_back(hf::read_json_file(dir + "/generation_config.json", "a generation config"));
+  sources.push_back(hf::read_json_file(dir + "/config.json", "a transformers config"));
+  auto id_of = [](const nlohmann::json& v, const char* key) -> int64_t {
+    // A list of eos ids: generate() here stops at one; the first is transformers' eos_token_id.
+    const nlohmann::json& e = v.is_array() && !v.empty() ? v.at(0) : v;
+    PEFT_CHECK(e.is_number_integer(), key, " is not an integer or a list of integers: ", v.dump());
+    return e.get<int64_t>();
+  };
+  bool have_pad = false;
+  for (const nlohmann::json& j : sources) {
+    if (!g.eos_token_id && j.contains("eos_token_id") && !j.at("eos_token_id").is_null())
+      g.eos_token_id = id_of(j.at("eos_token_id"), "eos_token_id");
+    if (!have_pad && j.contains("pad_token_id") && !j.at("pad_token_id").is_null()) {
+      g.pad_token_id = id_of(j.at("pad_token_id"), "pad_token_id");
+      have_pad = true;
+    }
+  }
+}
+
+int run_generate(const std::map<std::string, std::string>& o) {
+  const std::string dir = o.at("--model");
+  const io::Tokenizer tok = io::Tokenizer::from_pretrained(dir);
+  hf::LoadOptions load;
+  if (o.count("--device")) load.device = Device::parse(o.at("--device"));
+  auto lm = hf::from_pretrained(dir, load);
+  std::shared_ptr<PeftModel> pm;
+  if (o.count("--adapter")) pm = PeftModel::from_pretrained(lm, o.at("--adapter"));
+  hf::GenerationConfig g;
+  g.max_new_tokens = integer(o, "--max-new-tokens", 20, 1);
+  g.do_sample = integer(o, "--do-sample", 0, 0) != 0;
+  g.temperature = number(o, "--temperature", 1.0);
+  g.top_k = integer(o, "--top-k", 50, 0);
+  g.top_p = number(o, "--top-p", 1.0);
+  stop_tokens(dir, g);
+  const std::vector<int64_t> prompt = tok.encode(o.at("--prompt"));
+  PEFT_CHECK(!prompt.empty(), "the prompt gives no tokens");
+  Generator gen(static_cast<uint64_t>(integer(o, "--seed", 0, 0)));
+  Tensor ids = Tensor::from_vector(prompt, {1, static_cast<int64_t>(prompt.size())}).to(load.device);
+  const Tensor out = hf::generate(*lm, ids, Tensor(), g, &gen);
+  std::cout << tok.decode(out.to_vector<int64_t>(), true) << "\n";
+  return 0;
+}
+
+int run_train(const std::map<std::string, std::string>& o) {
+  hf_lora::TrainOptions t;
+  t.model = o.at("--model");
+  t.data = o.at("--data");
+  t.out = o.at("--out");
+  t.r = integer(o, "--r", t.r, 1);
+  t.lora_alpha = number(o, "--lora-alpha", t.lora_alpha);
+  t.lora_dropout = number(o, "--lora-dropout", t.lora_dropout);
+  t.block_size = integer(o, "--block-size", t.block_size, 2);
+  t.batch_size = integer(o, "--batch-size", t.batch_size, 1);
+  t.epochs = integer(o, "--epochs", t.epochs, 1);
+  t.max_steps = integer(o, "--max-steps", t.max_steps, 0);
+  t.lr = number(o, "--lr", t.lr);
+  PEFT_CHECK(t.lr > 0, "--lr must be positive");
+  t.seed = static_cast<uint64_t>(integer(o, "--seed", 0, 0));
+  t.log_every = integer(o, "--log-every", t.log_every, 1);
+  if (o.count("--device")) t.device = Device::parse(o.at("--device"));
+  t.bf16 = o.count("--bf16") > 0;
+  return hf_lora::run_train(t);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -106,6 +210,21 @@ int main(int argc, char** argv) {
           !o.count("--input") || !o.count("--out"))
         return usage(argv[0]);
       return run_logits(o);
+    }
+    if (cmd == "generate") {
+      if (!parse(argc, argv, {"--model", "--adapter", "--prompt", "--max-new-tokens", "--device", "--do-sample",
+                              "--temperature", "--top-k", "--top-p", "--seed"}, o) ||
+          !o.count("--model") || !o.count("--prompt"))
+        return usage(argv[0]);
+      return run_generate(o);
+    }
+    if (cmd == "train") {
+      if (!parse(argc, argv, {"--model", "--data", "--out", "--r", "--lora-alpha", "--lora-dropout", "--block-size",
+                              "--batch-size", "--epochs", "--max-steps", "--lr", "--seed", "--log-every", "--device"},
+                 o, {"--bf16"}) ||
+          !o.count("--model") || !o.count("--data") || !o.count("--out"))
+        return usage(argv[0]);
+      return run_train(o);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
