@@ -5,7 +5,9 @@
 // and inline special tokens. Then the Unicode pieces on their own, and refusals.
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -117,4 +119,28 @@ TEST_CASE("unicode: classes, NFC / NFD and lossy UTF-8", "[tokenizer][unicode]")
   CHECK(uc::utf8_lossy(std::string("a\xF0\x9F\x98", 4)) == "a\xEF\xBF\xBD");
   CHECK(uc::utf8_lossy(std::string("\xFF\xFE", 2)) == "\xEF\xBF\xBD\xEF\xBF\xBD");
   CHECK(uc::utf8_lossy(std::string("\xE2\x82x", 3)) == "\xEF\xBF\xBDx");
+}
+
+// Random-text parity, run by hand: PEFT_TOKENIZER_FUZZ names a file written by
+// tests/golden/fuzz_tokenizers.py (skipped without it, as in CI).
+TEST_CASE("tokenizer: random texts from fuzz_tokenizers.py equal tokenizers'", "[tokenizer][fuzz]") {
+  const char* path = std::getenv("PEFT_TOKENIZER_FUZZ");
+  if (path == nullptr) {
+    WARN("PEFT_TOKENIZER_FUZZ is not set: random-text parity skipped (see tests/golden/fuzz_tokenizers.py)");
+    return;
+  }
+  const json all = read_json(path);
+  size_t differ = 0, total = 0;
+  for (auto it = all.begin(); it != all.end(); ++it) {
+    const Tokenizer tok = Tokenizer::from_pretrained(case_dir(it.key()));
+    for (const json& c : it.value()) {
+      ++total;
+      const std::vector<int64_t> want = c.at("ids").get<std::vector<int64_t>>();
+      const bool same = tok.encode(c.at("text").get<std::string>()) == want &&
+                        tok.decode(want) == c.at("decoded").get<std::string>();
+      if (!same && ++differ <= 5) UNSCOPED_INFO(it.key() << ": " << printable(c.at("text").get<std::string>()));
+    }
+  }
+  INFO(differ << " of " << total << " texts differ");
+  CHECK(differ == 0);
 }
