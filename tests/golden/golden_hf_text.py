@@ -36,6 +36,7 @@ or identity; two runs give byte-identical files.
 import json
 import os
 import shutil
+import sys
 import zlib
 
 import peft
@@ -46,6 +47,9 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llam
                           OPTForCausalLM, PreTrainedTokenizerFast)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True  # keep tests/golden free of __pycache__
+from golden_hf import redraw  # noqa: E402  (the same weight re-draw as the logits goldens)
 OUT = os.path.join(HERE, "data", "hf_text")
 TOK = os.path.join(HERE, "data", "tokenizers")
 PROMPT = "The quick brown fox"
@@ -101,17 +105,6 @@ CASES = {
             max_position_embeddings=128, word_embed_proj_dim=32, do_layer_norm_before=True, dropout=0.0,
             attention_dropout=0.0, bos_token_id=2, eos_token_id=2, pad_token_id=1))),
 }
-
-
-def redraw(model):
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() >= 2:
-                p.normal_(0, 0.2)
-            elif "norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.1 * torch.randn_like(p))
-            else:
-                p.copy_(0.1 * torch.randn_like(p))
 
 
 def generate(model, tok, prompt_ids):
