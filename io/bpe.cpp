@@ -10,17 +10,11 @@
 #include <queue>
 
 #include "core/error.h"
+#include "io/unicode.h"
 
 namespace peft {
 namespace io {
 namespace {
-
-size_t utf8_char_len(unsigned char lead) {
-  if (lead < 0x80) return 1;
-  if ((lead >> 5) == 0x6) return 2;
-  if ((lead >> 4) == 0xE) return 3;
-  return 4;
-}
 
 std::string optional_string(const nlohmann::json& j, const char* key) {
   auto it = j.find(key);
@@ -135,7 +129,8 @@ void BpeModel::tokenize(const std::string& piece, std::vector<int64_t>& out) con
   };
   int64_t pending_unk = -1;  // an <unk> not yet added (so consecutive ones can fuse), or -1
   for (size_t i = 0; i < piece.size();) {
-    const size_t len = std::min(utf8_char_len(static_cast<unsigned char>(piece[i])), piece.size() - i);
+    size_t len = 0;
+    unicode::decode_at(piece, i, &len);
     std::string s = piece.substr(i, len);
     if (i > 0 && !continuing_subword_prefix_.empty()) s = continuing_subword_prefix_ + s;
     const bool last = i + len == piece.size();

@@ -71,22 +71,28 @@ struct Segment {
   bool at_origin = false;
 };
 
-// Rust regex's \s* / \w at the ends of a string, on code points.
-size_t whitespace_prefix_bytes(const std::string& s) {
-  const std::u32string c = unicode::decode_utf8(s);
-  std::string taken;
-  for (char32_t ch : c) {
-    if (!unicode::is_whitespace(ch)) break;
-    unicode::append_utf8(taken, ch);
-  }
-  return taken.size();
+// Rust regex's \s* / \w at a byte offset, decoding only the code points looked at (this runs
+// once per added-token match, so it must not depend on the text's length).
+size_t whitespace_end(const std::string& s, size_t i) {  // end of the whitespace run starting at i
+  size_t len = 0;
+  while (i < s.size() && unicode::is_whitespace(unicode::decode_at(s, i, &len))) i += len;
+  return i;
 }
 
-size_t whitespace_suffix_start(const std::string& s) {
-  const std::u32string c = unicode::decode_utf8(s);
-  size_t e = c.size();
-  while (e > 0 && unicode::is_whitespace(c[e - 1])) --e;
-  return unicode::encode_utf8(c.substr(0, e)).size();
+size_t whitespace_begin(const std::string& s, size_t i) {  // start of the whitespace run ending at i
+  size_t len = 0;
+  while (i > 0 && unicode::is_whitespace(unicode::decode_before(s, i, &len))) i -= len;
+  return i;
+}
+
+bool word_before(const std::string& s, size_t i) {
+  size_t len = 0;
+  return i > 0 && unicode::is_word(unicode::decode_before(s, i, &len));
+}
+
+bool word_at(const std::string& s, size_t i) {
+  size_t len = 0;
+  return i < s.size() && unicode::is_word(unicode::decode_at(s, i, &len));
 }
 
 }  // namespace
@@ -115,15 +121,9 @@ struct Tokenizer::Impl {
       from = m.end;
       const AddedToken& t = added[m.token];
       size_t begin = m.begin, end = m.end;
-      if (t.single_word) {
-        const std::u32string before = unicode::decode_utf8(s.substr(0, begin));
-        const std::u32string after = unicode::decode_utf8(s.substr(end));
-        const bool start_ok = before.empty() || !unicode::is_word(before.back());
-        const bool stop_ok = after.empty() || !unicode::is_word(after.front());
-        if (!start_ok || !stop_ok) continue;
-      }
-      if (t.lstrip) begin = std::max(whitespace_suffix_start(s.substr(0, begin)), start_offset);
-      if (t.rstrip) end += whitespace_prefix_bytes(s.substr(end));
+      if (t.single_word && (word_before(s, begin) || word_at(s, end))) continue;
+      if (t.lstrip) begin = std::max(whitespace_begin(s, begin), start_offset);
+      if (t.rstrip) end = whitespace_end(s, end);
       if (start_offset < begin)
         out.push_back(Segment{s.substr(start_offset, begin - start_offset), -1, seg.at_origin && start_offset == 0});
       out.push_back(Segment{s.substr(begin, end - begin), t.id, false});

@@ -130,6 +130,23 @@ std::u32string decode_utf8(const std::string& text) {
   return out;
 }
 
+char32_t decode_at(const std::string& text, size_t i, size_t* length) {
+  char32_t cp = 0;
+  const int n = utf8_sequence(text, i, &cp);
+  PEFT_CHECK(n > 0, "text is not valid UTF-8 (byte offset ", i, ")");
+  *length = static_cast<size_t>(n);
+  return cp;
+}
+
+char32_t decode_before(const std::string& text, size_t i, size_t* length) {
+  PEFT_CHECK(i > 0 && i <= text.size(), "decode_before: byte offset ", i, " outside (0, ", text.size(), "]");
+  size_t start = i - 1;
+  while (start > 0 && i - start < 4 && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80) --start;
+  const char32_t cp = decode_at(text, start, length);
+  PEFT_CHECK(start + *length == i, "text is not valid UTF-8 (before byte offset ", i, ")");
+  return cp;
+}
+
 bool is_valid_utf8(const std::string& bytes) {
   for (size_t i = 0; i < bytes.size();) {
     char32_t cp = 0;

@@ -20,6 +20,10 @@ std::string encode_utf8(const std::u32string& cps);
 // Bytes → text, each maximal invalid subsequence replaced by U+FFFD (Rust's from_utf8_lossy).
 std::string utf8_lossy(const std::string& bytes);
 bool is_valid_utf8(const std::string& bytes);
+// One code point of valid UTF-8: the one starting at byte i, or the one ending just before byte i
+// (i > 0); *length gets its size in bytes. Throws peft::Error on invalid UTF-8.
+char32_t decode_at(const std::string& text, size_t i, size_t* length);
+char32_t decode_before(const std::string& text, size_t i, size_t* length);
 
 bool is_letter(char32_t c);      // \p{L}
 bool is_number(char32_t c);      // \p{N}

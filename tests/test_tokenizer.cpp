@@ -115,6 +115,16 @@ TEST_CASE("unicode: classes, NFC / NFD and lossy UTF-8", "[tokenizer][unicode]")
   CHECK(uc::nfc(U"\u1112\u1161\u11AB") == U"\uD55C");
   CHECK(uc::nfd(U"a\u0301\u0323") == U"a\u0323\u0301");
   CHECK(uc::nfc(U"a\u0301\u0323") == U"\u1EA1\u0301");
+  // One code point at / before a byte offset (added-token boundaries).
+  const std::string mixed = "a\xE2\x82\xAC\xF0\x9F\x98\x80";  // a € 😀
+  size_t len = 0;
+  CHECK(uc::decode_at(mixed, 1, &len) == 0x20AC);
+  CHECK(len == 3);
+  CHECK(uc::decode_before(mixed, 8, &len) == 0x1F600);
+  CHECK(len == 4);
+  CHECK(uc::decode_before(mixed, 1, &len) == 'a');
+  CHECK_THROWS_WITH(uc::decode_at(mixed, 2, &len), Catch::Contains("not valid UTF-8"));
+  CHECK_THROWS_WITH(uc::decode_before(mixed, 2, &len), Catch::Contains("not valid UTF-8"));
   // Rust's from_utf8_lossy: one U+FFFD per maximal invalid prefix.
   CHECK(uc::utf8_lossy(std::string("a\xF0\x9F\x98", 4)) == "a\xEF\xBF\xBD");
   CHECK(uc::utf8_lossy(std::string("\xFF\xFE", 2)) == "\xEF\xBF\xBD\xEF\xBF\xBD");
