@@ -51,12 +51,7 @@ int byte_token(const std::string& t) {
 std::unique_ptr<Decoder> make_decoder(const json& j) {
   if (j.is_null()) return nullptr;
   const std::string type = type_of(j, "decoder");
-  if (type == "Sequence") {
-    std::vector<std::unique_ptr<Decoder>> steps;
-    for (const json& s : j.at("decoders"))
-      if (auto d = make_decoder(s)) steps.push_back(std::move(d));
-    return std::make_unique<SequenceDecoder>(std::move(steps));
-  }
+  if (type == "Sequence") return std::make_unique<SequenceDecoder>(steps_of<Decoder>(j, "decoders", make_decoder));
   if (type == "ByteLevel")
     return std::make_unique<FnDecoder>([](std::vector<std::string> tokens) {
       const ByteLevelMap& m = byte_level();

@@ -99,8 +99,8 @@ void split_into(const Piece& piece, const std::vector<std::pair<size_t, size_t>>
     if (s.end > s.begin) out.push_back(Piece{piece.text.substr(s.begin, s.end - s.begin), piece.at_origin && s.begin == 0});
 }
 
-// Byte offsets of every code point boundary of text (size cps + 1).
-std::vector<size_t> boundaries(const std::string& text, const std::u32string& cps) {
+// Byte offsets of every code point boundary (size cps + 1).
+std::vector<size_t> boundaries(const std::u32string& cps) {
   std::vector<size_t> b(cps.size() + 1, 0);
   size_t off = 0;
   for (size_t i = 0; i < cps.size(); ++i) {
@@ -108,7 +108,6 @@ std::vector<size_t> boundaries(const std::string& text, const std::u32string& cp
     off += cps[i] < 0x80 ? 1 : cps[i] < 0x800 ? 2 : cps[i] < 0x10000 ? 3 : 4;
   }
   b[cps.size()] = off;
-  (void)text;
   return b;
 }
 
@@ -188,7 +187,7 @@ size_t match_llama3(const std::u32string& s, size_t i, size_t max_digits) {
 
 std::vector<std::pair<size_t, size_t>> regex_matches(SplitRegex re, const std::string& text) {
   const std::u32string cps = uc::decode_utf8(text);
-  const std::vector<size_t> b = boundaries(text, cps);
+  const std::vector<size_t> b = boundaries(cps);
   std::vector<std::pair<size_t, size_t>> out;
   for (size_t i = 0; i < cps.size();) {
     const size_t len = re == SplitRegex::Gpt2     ? match_gpt2(cps, i)
@@ -211,7 +210,7 @@ std::vector<std::pair<size_t, size_t>> literal_matches(const std::string& patter
 template <class Pred>
 std::vector<std::pair<size_t, size_t>> char_matches(const std::string& text, Pred pred) {
   const std::u32string cps = uc::decode_utf8(text);
-  const std::vector<size_t> b = boundaries(text, cps);
+  const std::vector<size_t> b = boundaries(cps);
   std::vector<std::pair<size_t, size_t>> out;
   for (size_t i = 0; i < cps.size(); ++i)
     if (pred(cps[i])) out.emplace_back(b[i], b[i + 1]);
@@ -361,12 +360,7 @@ const std::string& byte_level_char(unsigned char b) { return byte_level().to_cha
 std::unique_ptr<Normalizer> make_normalizer(const json& j) {
   if (j.is_null()) return nullptr;
   const std::string type = type_of(j, "normalizer");
-  if (type == "Sequence") {
-    std::vector<std::unique_ptr<Normalizer>> steps;
-    for (const json& s : j.at("normalizers"))
-      if (auto n = make_normalizer(s)) steps.push_back(std::move(n));
-    return std::make_unique<SequenceNormalizer>(std::move(steps));
-  }
+  if (type == "Sequence") return std::make_unique<SequenceNormalizer>(steps_of<Normalizer>(j, "normalizers", make_normalizer));
   if (type == "NFC")
     return std::make_unique<FnNormalizer>([](const std::string& s) { return uc::encode_utf8(uc::nfc(uc::decode_utf8(s))); });
   if (type == "NFD")
@@ -399,12 +393,7 @@ std::unique_ptr<Normalizer> make_normalizer(const json& j) {
 std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& j) {
   if (j.is_null()) return nullptr;
   const std::string type = type_of(j, "pre_tokenizer");
-  if (type == "Sequence") {
-    std::vector<std::unique_ptr<PreTokenizer>> steps;
-    for (const json& s : j.at("pretokenizers"))
-      if (auto p = make_pre_tokenizer(s)) steps.push_back(std::move(p));
-    return std::make_unique<SequencePreTokenizer>(std::move(steps));
-  }
+  if (type == "Sequence") return std::make_unique<SequencePreTokenizer>(steps_of<PreTokenizer>(j, "pretokenizers", make_pre_tokenizer));
   if (type == "ByteLevel") {
     const bool add_prefix_space = bool_field(j, "add_prefix_space", true), use_regex = bool_field(j, "use_regex", true);
     return std::make_unique<FnPreTokenizer>([add_prefix_space, use_regex](const Piece& p, std::vector<Piece>& out) {

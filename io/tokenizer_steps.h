@@ -66,6 +66,16 @@ std::string str_field(const nlohmann::json& j, const char* key, const std::strin
 bool bool_field(const nlohmann::json& j, const char* key, bool fallback);
 std::string type_of(const nlohmann::json& j, const char* what);  // the required "type"
 
+// A Sequence step's list j[key], each element built by `make` (null elements dropped).
+template <class Step>
+std::vector<std::unique_ptr<Step>> steps_of(const nlohmann::json& j, const char* key,
+                                            std::unique_ptr<Step> (*make)(const nlohmann::json&)) {
+  std::vector<std::unique_ptr<Step>> steps;
+  for (const nlohmann::json& element : j.at(key))
+    if (auto step = make(element)) steps.push_back(std::move(step));
+  return steps;
+}
+
 struct ByteLevelMap {
   std::array<std::string, 256> to_char;
   std::unordered_map<char32_t, unsigned char> to_byte;
