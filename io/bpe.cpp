@@ -106,6 +106,13 @@ const std::string* BpeModel::id_to_token(int64_t id) const {
   return it == vocab_r_.end() ? nullptr : &it->second;
 }
 
+std::vector<std::string> BpeModel::token_strings() const {
+  std::vector<std::string> out;
+  out.reserve(vocab_.size());
+  for (const auto& kv : vocab_) out.push_back(kv.first);
+  return out;
+}
+
 void BpeModel::tokenize(const std::string& piece, std::vector<int64_t>& out) const {
   if (piece.empty()) return;
   if (ignore_merges_) {

@@ -11,20 +11,23 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/tokenizer_model.h"
+
 namespace peft {
 namespace io {
 
-class BpeModel {
+class BpeModel final : public TokenizerModel {
  public:
   // From tokenizer.json's "model" object (type "BPE"); refuses dropout > 0 (training-time
   // randomness), merges naming unknown tokens and an unk_token missing from the vocabulary.
   explicit BpeModel(const nlohmann::json& model);
 
   // Ids of one pre-tokenized piece (its text already in the model's alphabet), appended to out.
-  void tokenize(const std::string& piece, std::vector<int64_t>& out) const;
+  void tokenize(const std::string& piece, std::vector<int64_t>& out) const override;
 
-  std::optional<int64_t> token_to_id(const std::string& token) const;
-  const std::string* id_to_token(int64_t id) const;  // nullptr when the id is not in the vocabulary
+  std::optional<int64_t> token_to_id(const std::string& token) const override;
+  const std::string* id_to_token(int64_t id) const override;  // nullptr when the id is not in the vocabulary
+  std::vector<std::string> token_strings() const override;
   int64_t size() const { return static_cast<int64_t>(vocab_.size()); }
   const std::unordered_map<std::string, int64_t>& vocab() const { return vocab_; }
 

@@ -1,7 +1,7 @@
 // Tokenizer (io/tokenizer.h): the encode pipeline of Hugging Face tokenizers —
 //   added tokens split out of the raw text (those with normalized = false), the normalizer on
 //   the rest, added tokens split out of the normalized text (normalized = true), the
-//   pre-tokenizer, the BPE model on each piece, the post-processor —
+//   pre-tokenizer, the model (BPE or Unigram) on each piece, the post-processor —
 // and its decode (ids → tokens, special ones optionally dropped, then the decoder chain).
 #include "io/tokenizer.h"
 
@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "io/bpe.h"
+#include "io/unigram.h"
 #include "io/tokenizer_steps.h"
 #include "io/unicode.h"
 
@@ -99,7 +100,7 @@ bool word_at(const std::string& s, size_t i) {
 
 struct Tokenizer::Impl {
   std::string origin;
-  std::unique_ptr<BpeModel> model;
+  std::unique_ptr<TokenizerModel> model;
   std::unique_ptr<tok::Normalizer> normalizer;
   std::unique_ptr<tok::PreTokenizer> pre_tokenizer;
   std::unique_ptr<tok::Decoder> decoder;
@@ -228,16 +229,19 @@ Tokenizer Tokenizer::from_json(const std::string& json_text, const std::string& 
     PEFT_CHECK(j.is_object() && j.contains("model"), "no \"model\" object");
     const json& model = j.at("model");
     const std::string type = model.value("type", model.contains("merges") ? "BPE" : "");
-    PEFT_CHECK(type == "BPE", "model type '", type,
-               "' is not supported (only BPE; Unigram, WordPiece and WordLevel are not implemented)");
-    impl->model = std::make_unique<BpeModel>(model);
+    if (type == "BPE")
+      impl->model = std::make_unique<BpeModel>(model);
+    else if (type == "Unigram")
+      impl->model = std::make_unique<UnigramModel>(model);
+    else
+      PEFT_ERROR("model type '", type, "' is not supported (only BPE and Unigram; WordPiece and WordLevel are not implemented)");
     impl->normalizer = tok::make_normalizer(j.value("normalizer", json()));
     impl->pre_tokenizer = tok::make_pre_tokenizer(j.value("pre_tokenizer", json()));
     impl->decoder = tok::make_decoder(j.value("decoder", json()));
     read_post_processor(j.value("post_processor", json()), impl->prefix_ids, impl->suffix_ids);
 
     std::unordered_set<std::string> contents;
-    for (const auto& kv : impl->model->vocab()) contents.insert(kv.first);
+    for (std::string& t : impl->model->token_strings()) contents.insert(std::move(t));
     for (const json& a : j.value("added_tokens", json::array())) {
       AddedToken t;
       t.content = a.at("content").get<std::string>();

@@ -1,12 +1,14 @@
 // Tokenizer: text ↔ token ids from a Hugging Face tokenizer.json (the file transformers' fast
 // tokenizers save), with the ids tokenizers / transformers give. Supported: BPE models — byte-level
-// (GPT-2 / OPT, Llama 3, Qwen2) and SentencePiece-style with byte fallback (Llama 2, Mistral) —
-// with their normalizers (NFC, NFD, Prepend, Replace, Strip), pre-tokenizers (ByteLevel, the
-// GPT-2 / Llama 3 / Qwen2 Split regexes, Metaspace, WhitespaceSplit, Digits), added and special
-// tokens (single_word, lstrip, rstrip, normalized), post-processors (TemplateProcessing,
-// ByteLevel, RobertaProcessing, BertProcessing) and decoders (ByteLevel, Metaspace, Replace,
-// ByteFallback, Fuse, Strip). Anything else in the file (a Unigram or WordPiece model, another
-// regex, BPE dropout) is refused by name when the file is read.
+// (GPT-2 / OPT, Llama 3, Qwen2) and SentencePiece-style with byte fallback (Llama 2, Mistral) — and
+// SentencePiece Unigram models (T5, mT5; unk fusing and byte fallback), with their normalizers
+// (NFC, NFD, Prepend, Replace with a string or T5's regex " {2,}", Strip, Precompiled — the
+// SentencePiece charsmap), pre-tokenizers (ByteLevel, the GPT-2 / Llama 3 / Qwen2 Split regexes,
+// Metaspace, WhitespaceSplit, Digits), added and special tokens (single_word, lstrip, rstrip,
+// normalized), post-processors (TemplateProcessing, ByteLevel, RobertaProcessing, BertProcessing)
+// and decoders (ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip). Anything else in the
+// file (a WordPiece or WordLevel model, another regex, BPE dropout) is refused by name when the
+// file is read.
 //
 // As transformers does, the file's "truncation" and "padding" settings are not applied: encode()
 // returns the whole text; cut or pad the ids yourself.

@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#include "io/precompiled.h"
 #include "io/unicode.h"
 
 namespace peft {
@@ -220,6 +221,23 @@ std::vector<std::pair<size_t, size_t>> char_matches(const std::string& text, Pre
 
 // ---- normalizers
 
+// The regex " {2,}" replaced by `content`: each run of two or more U+0020 is one match.
+std::string collapse_spaces(const std::string& s, const std::string& content) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    size_t k = i;
+    while (k < s.size() && s[k] == ' ') ++k;
+    if (k - i >= 2) {
+      out += content;
+      i = k;
+    } else {
+      out.push_back(s[i++]);
+    }
+  }
+  return out;
+}
+
 class FnNormalizer : public Normalizer {
  public:
   explicit FnNormalizer(std::function<std::string(const std::string&)> fn) : fn_(std::move(fn)) {}
@@ -371,8 +389,13 @@ std::unique_ptr<Normalizer> make_normalizer(const json& j) {
   }
   if (type == "Replace") {
     const Pattern p = parse_pattern(j.at("pattern"), "Replace");
-    PEFT_CHECK(!p.is_regex, "tokenizer.json: Replace normalizer with the regex '", p.text,
-               "' is not supported (only string patterns)");
+    if (p.is_regex) {
+      // SentencePiece's remove_extra_whitespaces as transformers' converters write it (T5, mT5).
+      PEFT_CHECK(p.text == " {2,}", "tokenizer.json: Replace normalizer with the regex '", p.text,
+                 "' is not supported (only string patterns and the regex ' {2,}')");
+      const std::string content = str_field(j, "content", "");
+      return std::make_unique<FnNormalizer>([content](const std::string& s) { return collapse_spaces(s, content); });
+    }
     const std::string content = str_field(j, "content", "");
     return std::make_unique<FnNormalizer>([p, content](const std::string& s) { return replace_all(s, p.text, content); });
   }
@@ -386,8 +409,13 @@ std::unique_ptr<Normalizer> make_normalizer(const json& j) {
       return uc::encode_utf8(c.substr(b, e - b));
     });
   }
+  if (type == "Precompiled") {
+    auto map = std::make_shared<const PrecompiledCharsmap>(str_field(j, "precompiled_charsmap", ""));
+    return std::make_unique<FnNormalizer>([map](const std::string& s) { return map->normalize(s); });
+  }
   PEFT_ERROR("tokenizer.json: normalizer type '", type,
-             "' is not supported (supported: Sequence, NFC, NFD, Prepend, Replace with a string, Strip)");
+             "' is not supported (supported: Sequence, NFC, NFD, Prepend, Replace with a string or ' {2,}', Strip, "
+             "Precompiled)");
 }
 
 std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& j) {

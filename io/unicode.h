@@ -1,7 +1,8 @@
 // The Unicode pieces a tokenizer needs, with no dependency beyond the standard library: UTF-8
 // decoding (strict, and lossy the way Rust's String::from_utf8_lossy is, since Hugging Face
 // tokenizers decodes with it), the character classes of the GPT-2 / Llama 3 / Qwen2 split
-// regexes (\p{L}, \p{N}, \s) and of Rust regex's \w, and canonical normalisation (NFC / NFD).
+// regexes (\p{L}, \p{N}, \s) and of Rust regex's \w, canonical normalisation (NFC / NFD), and
+// extended grapheme clusters (for SentencePiece's precompiled normalizer).
 // Tables come from io/make_unicode_tables.py (Python's unicodedata).
 #pragma once
 
@@ -32,6 +33,10 @@ bool is_word(char32_t c);        // Rust regex's \w
 
 std::u32string nfd(const std::u32string& cps);
 std::u32string nfc(const std::u32string& cps);
+
+// Index in `cps` of the first code point of each extended grapheme cluster (UAX #29, as the Rust
+// crate unicode-segmentation 1.13 splits, Unicode 17); empty for empty input. io/grapheme.cpp.
+std::vector<size_t> grapheme_starts(const std::u32string& cps);
 
 }  // namespace unicode
 }  // namespace io

@@ -84,7 +84,7 @@ TEST_CASE("tokenizer: unsupported or broken files are refused by name", "[tokeni
     edit(j);
     CHECK_THROWS_WITH(Tokenizer::from_json(j.dump(), "edited.json"), Catch::Contains(message));
   };
-  refused([](json& j) { j["model"]["type"] = "Unigram"; }, "model type 'Unigram' is not supported");
+  refused([](json& j) { j["model"]["type"] = "WordPiece"; }, "model type 'WordPiece' is not supported");
   refused([](json& j) { j["model"]["dropout"] = 0.1; }, "BPE dropout");
   refused([](json& j) { j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "\\w+"; },
           "Split regex '\\w+' is not supported");
