@@ -10,6 +10,7 @@ namespace peft {
 Device Device::parse(const std::string& s) {
   if (s == "cpu") return cpu();
   if (s == "cuda") return cuda(0);
+  if (s == "meta") return meta();
   if (s.rfind("cuda:", 0) == 0 && s.size() > 5) {
     int idx = 0;
     for (size_t i = 5; i < s.size(); ++i) {
@@ -18,7 +19,7 @@ Device Device::parse(const std::string& s) {
     }
     return cuda(idx);
   }
-  PEFT_ERROR("Device: cannot parse '", s, "' (expected cpu, cuda or cuda:N)");
+  PEFT_ERROR("Device: cannot parse '", s, "' (expected cpu, cuda, cuda:N or meta)");
 }
 
 int cuda_device_count() {
@@ -37,6 +38,18 @@ bool built_with_cuda() {
 #endif
 }
 
-std::string Device::str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
+std::string Device::str() const {
+  if (is_meta()) return "meta";
+  return is_cpu() ? "cpu" : "cuda:" + std::to_string(index);
+}
+
+namespace {
+thread_local bool meta_by_default = false;
+}  // namespace
+
+Device default_device() { return meta_by_default ? Device::meta() : Device::cpu(); }
+
+MetaDeviceGuard::MetaDeviceGuard() : previous_(meta_by_default) { meta_by_default = true; }
+MetaDeviceGuard::~MetaDeviceGuard() { meta_by_default = previous_; }
 
 }  // namespace peft

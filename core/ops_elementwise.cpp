@@ -27,6 +27,9 @@ const Tensor* check_float_common(const char* op, std::initializer_list<const Ten
     PEFT_CHECK(t->device() == first->device(), op, ": expected all tensors on the same device, got ",
                first->device().str(), " and ", t->device().str());
   }
+  // Ops compute; meta tensors (MetaDeviceGuard) only describe shapes.
+  PEFT_CHECK(!first || !first->device().is_meta(), op, ": a meta tensor has no data to compute with (shape ",
+             shape_str(first->shape()), "); build the model on the cpu or cuda to run it");
   return first;
 }
 }  // namespace

@@ -9,6 +9,7 @@
 namespace peft {
 
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
+  if (device.is_meta()) return;  // shapes only: no memory, data() stays null, nothing owned
   if (device.is_cuda()) {
     // Through the device's caching allocator; it throws (out of memory, no such device).
     data_ = cuda::device_alloc(device, nbytes);

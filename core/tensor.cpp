@@ -97,7 +97,7 @@ template <class T>
 Tensor from_vector_impl(const std::vector<T>& v, const Shape& shape) {
   PEFT_CHECK(static_cast<int64_t>(v.size()) == shape_numel(shape), "from_vector: ", v.size(),
              " values do not fill shape ", shape_str(shape));
-  Tensor t = Tensor::empty(shape, dtype_of<T>::value);
+  Tensor t = Tensor::empty(shape, dtype_of<T>::value, Device::cpu());  // host values: always the CPU
   std::copy(v.begin(), v.end(), t.data_ptr<T>());
   return t;
 }
@@ -133,6 +133,10 @@ bool Tensor::is_contiguous() const {
 }
 
 void* Tensor::raw_data() const {
+  // The one door to a tensor's memory: no kernel can be handed a meta tensor's null pointer.
+  PEFT_CHECK(!device().is_meta(), "a meta tensor (shape ", shape_str(shape()), ", ", dtype_name(dtype()),
+             ") has no data: it was made under MetaDeviceGuard for shapes only; build the model on the cpu or "
+             "cuda to compute with it");
   return static_cast<char*>(impl().storage->data()) + impl().offset * static_cast<int64_t>(dtype_size(dtype()));
 }
 
@@ -440,6 +444,7 @@ void check_inplace(const Tensor& t, const char* op) {
 Tensor& Tensor::copy_(const Tensor& src) {
   check_inplace(*this, "copy_");
   Tensor s = src.expand(shape());
+  if (device().is_meta()) return *this;  // nothing to write (PyTorch's meta copy_); shapes checked above
   if (!device().is_cpu() || !s.device().is_cpu()) {
     detail::copy_across_devices(*this, s);
     return *this;
@@ -451,6 +456,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
 
 Tensor& Tensor::fill_(double value) {
   check_inplace(*this, "fill_");
+  if (device().is_meta()) return *this;  // no memory to fill
   if (device().is_cuda()) {
     // All-zero bits are +0 in every dtype; F32 / F64 / I64 / BF16 have a fill kernel (BF16
     // rounded on the host as the CPU does); F16 converts a one-element F32 tensor on the device.

@@ -42,10 +42,10 @@ class Tensor {
 
   // ---- factories (dtype defaults to F32; empty/zeros/ones/full take any device, the rest
   // build on the CPU)
-  static Tensor empty(const Shape& shape, DType dtype = DType::F32, Device device = Device::cpu());
-  static Tensor zeros(const Shape& shape, DType dtype = DType::F32, Device device = Device::cpu());
-  static Tensor ones(const Shape& shape, DType dtype = DType::F32, Device device = Device::cpu());
-  static Tensor full(const Shape& shape, double value, DType dtype = DType::F32, Device device = Device::cpu());
+  static Tensor empty(const Shape& shape, DType dtype = DType::F32, Device device = default_device());
+  static Tensor zeros(const Shape& shape, DType dtype = DType::F32, Device device = default_device());
+  static Tensor ones(const Shape& shape, DType dtype = DType::F32, Device device = default_device());
+  static Tensor full(const Shape& shape, double value, DType dtype = DType::F32, Device device = default_device());
   static Tensor arange(double start, double end, double step = 1, DType dtype = DType::F32);
   static Tensor arange(int64_t end, DType dtype = DType::F32) { return arange(0, static_cast<double>(end), 1, dtype); }
   // U(low, high) and N(mean, std) from the global generator or the one given.
@@ -166,7 +166,7 @@ class NoGradGuard {
 template <class T> T* Tensor::data_ptr() const {
   PEFT_CHECK(dtype() == dtype_of<T>::value, "data_ptr: tensor has dtype ", dtype_name(dtype()),
              ", asked for ", dtype_name(dtype_of<T>::value));
-  return static_cast<T*>(impl().storage->data()) + impl().offset;
+  return static_cast<T*>(raw_data());  // raw_data refuses meta tensors
 }
 
 }  // namespace peft

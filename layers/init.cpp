@@ -12,12 +12,16 @@ std::pair<int64_t, int64_t> fan_in_and_fan_out(const Tensor& t) {
   return {t.shape()[1] * receptive, t.shape()[0] * receptive};
 }
 
+// Meta tensors (MetaDeviceGuard) have nothing to initialise: skipped before any random number is
+// drawn, so counting a large model does not generate its weights on the host.
 void uniform_(Tensor& t, double low, double high, Generator* gen) {
+  if (t.device().is_meta()) return;
   NoGradGuard g;
   t.copy_(Tensor::rand(t.shape(), DType::F64, gen, low, high));
 }
 
 void normal_(Tensor& t, double mean, double std, Generator* gen) {
+  if (t.device().is_meta()) return;
   NoGradGuard g;
   t.copy_(Tensor::randn(t.shape(), DType::F64, gen, mean, std));
 }

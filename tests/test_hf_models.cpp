@@ -316,3 +316,27 @@ TEST_CASE("hf_lora sample: params prints PEFT's line; logits writes PEFT's logit
   CHECK(run(bin + " params --r 4").status == 2);
   CHECK(run(bin + " params --model-config x --bogus 1").status == 2);
 }
+
+TEST_CASE("hf_lora params: PEFT's line for full-size configs, built on the meta device", "[hf][samples][meta]") {
+  // tests/golden/golden_hf_params.py: transformers builds each model on torch's meta device and
+  // PEFT prints the line; here the same config goes through `hf_lora params` (no weights
+  // allocated: a 7B model would need 27 GB in F32).
+  using peft::testing::run;
+  const std::string bin = peft::testing::sample_binary("hf_lora");
+  if (bin.empty()) return;
+  for (const char* name : {"llama2_7b", "llama3_8b", "mistral_7b", "qwen2_0_5b", "opt_350m"}) {
+    DYNAMIC_SECTION(name) {
+      const std::string dir = std::string(PEFT_GOLDEN_DIR) + "/hf_params/" + name;
+      const auto expected = read_json(dir + "/expected.json");
+      const auto& lora = expected.at("lora");
+      std::ostringstream cmd;
+      cmd << bin << " params --model-config " << dir << "/config.json --r " << lora.at("r").get<int64_t>()
+          << " --lora-alpha " << lora.at("lora_alpha").get<double>() << " --lora-dropout "
+          << lora.at("lora_dropout").get<double>();
+      const auto r = run(cmd.str());
+      INFO(cmd.str() << "\n" << r.output);
+      REQUIRE(r.status == 0);
+      CHECK(r.output == expected.at("print_trainable_parameters").get<std::string>() + "\n");
+    }
+  }
+}

@@ -14,6 +14,7 @@ void CausalLM::init_weights() {
   NoGradGuard no_grad;
   for (auto& [name, m] : named_modules()) {
     for (auto& [pname, p] : m->named_parameters(false)) {
+      if (p.device().is_meta()) continue;  // built for counting (MetaDeviceGuard): nothing to draw
       const bool is_weight = pname == "weight";
       if (dynamic_cast<Linear*>(m.get()) || dynamic_cast<Embedding*>(m.get())) {
         if (is_weight) p.copy_(Tensor::randn(p.shape(), DType::F32, nullptr, 0, std));
@@ -22,7 +23,7 @@ void CausalLM::init_weights() {
         p.fill_(is_weight ? 1.0 : 0.0);
       }
     }
-    if (auto* e = dynamic_cast<Embedding*>(m.get()); e && e->padding_idx())
+    if (auto* e = dynamic_cast<Embedding*>(m.get()); e && e->padding_idx() && !e->param("weight").device().is_meta())
       m->param("weight").select(0, *e->padding_idx()).zero_();
   }
 }

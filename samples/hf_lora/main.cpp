@@ -93,7 +93,14 @@ int64_t integer(const std::map<std::string, std::string>& o, const std::string& 
 }
 
 int run_params(const std::map<std::string, std::string>& o) {
-  auto lm = hf::causal_lm_from_config(hf::HfConfig::from_file(o.at("--model-config")));
+  const hf::HfConfig config = hf::HfConfig::from_file(o.at("--model-config"));
+  // Built on the meta device: parameter shapes and counts without their memory or random init,
+  // so a 7B config counts in milliseconds (the LoRA layers are made on the CPU and moved there).
+  std::shared_ptr<hf::CausalLM> lm;
+  {
+    MetaDeviceGuard meta;
+    lm = hf::causal_lm_from_config(config);
+  }
   LoraConfig cfg;
   cfg.task_type = "CAUSAL_LM";
   cfg.r = integer(o, "--r", 8, 1);
