@@ -24,6 +24,8 @@
 #include "layers/hf/generate.h"
 #include "layers/hf/llama.h"
 #include "layers/hf/opt.h"
+#include "layers/hf/pretrained.h"
+#include "layers/hf/t5.h"
 #include "io/safetensors.h"
 #include "io/tensor_io.h"
 #include "io/tokenizer.h"

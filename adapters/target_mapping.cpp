@@ -3,7 +3,7 @@
 #include <map>
 
 #include "core/error.h"
-#include "layers/hf/causal_lm.h"
+#include "layers/hf/pretrained.h"
 
 namespace peft {
 
@@ -54,7 +54,7 @@ std::optional<std::vector<std::string>> default_lora_target_modules(const std::s
 
 LoraConfig with_default_target_modules(const nn::Module& model, LoraConfig config) {
   if (config.target_modules.is_set()) return config;
-  const auto* lm = dynamic_cast<const nn::hf::CausalLM*>(&model);
+  const auto* lm = dynamic_cast<const nn::hf::PretrainedModel*>(&model);
   if (!lm) return config;
   auto targets = default_lora_target_modules(lm->model_type());
   PEFT_CHECK(targets.has_value(), "Please specify `target_modules` in `peft_config` (PEFT has no default targets for "

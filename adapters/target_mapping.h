@@ -15,7 +15,7 @@ namespace peft {
 std::optional<std::vector<std::string>> default_lora_target_modules(const std::string& model_type);
 
 // `config` with target_modules filled from the table when it has none and `model` is a
-// transformers model (nn::hf::CausalLM); unchanged otherwise. A transformers model whose
+// transformers model (nn::hf::PretrainedModel: decoders and T5); unchanged otherwise. A transformers model whose
 // model_type has no entry gets PEFT's error ("Please specify `target_modules` in `peft_config`").
 LoraConfig with_default_target_modules(const nn::Module& model, LoraConfig config);
 

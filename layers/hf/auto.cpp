@@ -13,17 +13,32 @@ namespace peft::nn::hf {
 
 namespace fs = std::filesystem;
 
-std::vector<std::string> supported_model_types() { return {"llama", "mistral", "opt", "qwen2"}; }
+std::vector<std::string> supported_model_types() { return {"llama", "mistral", "mt5", "opt", "qwen2", "t5"}; }
+
+bool is_encoder_decoder_model_type(const std::string& t) { return t == "t5" || t == "mt5"; }
 
 namespace {
 
-std::shared_ptr<CausalLM> build(const HfConfig& c) {
+std::shared_ptr<PretrainedModel> build_any(const HfConfig& c) {
   const std::string& t = c.model_type();
   if (t == "llama" || t == "mistral" || t == "qwen2") return std::make_shared<LlamaForCausalLM>(c);
   if (t == "opt") return std::make_shared<OPTForCausalLM>(c);
+  if (is_encoder_decoder_model_type(t)) return std::make_shared<T5ForConditionalGeneration>(c);
   std::string list;
   for (const auto& s : supported_model_types()) list += (list.empty() ? "" : ", ") + s;
   PEFT_ERROR(c.source(), ": model_type \"", t, "\" is not supported (supported: ", list, ")");
+}
+
+std::shared_ptr<CausalLM> build(const HfConfig& c) {
+  PEFT_CHECK(!is_encoder_decoder_model_type(c.model_type()), c.source(), ": model_type \"", c.model_type(),
+             "\" is an encoder-decoder model: load it with seq2seq_from_pretrained / seq2seq_lm_from_config");
+  return std::static_pointer_cast<CausalLM>(build_any(c));
+}
+
+std::shared_ptr<T5ForConditionalGeneration> build_seq2seq(const HfConfig& c) {
+  PEFT_CHECK(is_encoder_decoder_model_type(c.model_type()), c.source(), ": model_type \"", c.model_type(),
+             "\" is not an encoder-decoder model (t5, mt5): load it with from_pretrained / causal_lm_from_config");
+  return std::static_pointer_cast<T5ForConditionalGeneration>(build_any(c));
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -73,7 +88,19 @@ std::shared_ptr<CausalLM> causal_lm_from_config(const HfConfig& config) {
   return m;
 }
 
-void load_pretrained_weights(CausalLM& model, const std::string& dir) {
+std::shared_ptr<T5ForConditionalGeneration> seq2seq_lm_from_config(const HfConfig& config) {
+  auto m = build_seq2seq(config);
+  m->init_weights();
+  return m;
+}
+
+std::shared_ptr<PretrainedModel> model_from_config(const HfConfig& config) {
+  auto m = build_any(config);
+  m->init_weights();
+  return m;
+}
+
+void load_pretrained_weights(PretrainedModel& model, const std::string& dir) {
   NamedTensors ckpt = read_checkpoint(dir);
   std::set<std::string> in_file;
   NamedTensors use;
@@ -110,7 +137,15 @@ std::shared_ptr<CausalLM> from_pretrained(const std::string& dir, const LoadOpti
   return m;
 }
 
-void save_pretrained(const CausalLM& model, const std::string& dir) {
+std::shared_ptr<T5ForConditionalGeneration> seq2seq_from_pretrained(const std::string& dir, const LoadOptions& options) {
+  auto m = build_seq2seq(HfConfig::from_file(dir));
+  load_pretrained_weights(*m, dir);
+  if (options.dtype != DType::F32) m->to(options.dtype);
+  if (!options.device.is_cpu()) m->to(options.device);
+  return m;
+}
+
+void save_pretrained(const PretrainedModel& model, const std::string& dir) {
   fs::create_directories(dir);
   std::set<std::string> aliases;
   for (const auto& [a, src] : model.tied_weights()) aliases.insert(a);

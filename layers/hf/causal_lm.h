@@ -7,8 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "layers/hf/config.h"
-#include "layers/module.h"
+#include "layers/hf/pretrained.h"
 
 namespace peft::nn::hf {
 
@@ -23,13 +22,9 @@ struct KvCache {
 };
 
 // A *ForCausalLM model with transformers' module and parameter names.
-class CausalLM : public Module {
+class CausalLM : public PretrainedModel {
  public:
-  explicit CausalLM(HfConfig config) : config_(std::move(config)) {}
-  const HfConfig& config() const { return config_; }
-  // config.json's model_type ("llama", "opt", ...): PEFT's key for default target modules.
-  const std::string& model_type() const { return config_.model_type(); }
-  int64_t vocab_size() const { return config_.get_int("vocab_size"); }
+  explicit CausalLM(HfConfig config) : PretrainedModel(std::move(config)) {}
 
   // logits (B, T, V) in the model's dtype for input_ids (B, T) I64. attention_mask (B, T) I64:
   // 1 for tokens, 0 for padding (left padding, as transformers' generate pads); undefined: all
@@ -44,21 +39,15 @@ class CausalLM : public Module {
   // Module::forward on token ids: logits without a mask (so LoraModel / PeftModel forward runs it).
   Tensor forward(const Tensor& input_ids) override { return logits(input_ids); }
 
-  // Parameters that are one tensor under two names, {alias, source} ("lm_head.weight",
-  // "model.embed_tokens.weight"): save_pretrained writes the source only, loading accepts a file
-  // without the alias.
-  virtual std::vector<std::pair<std::string, std::string>> tied_weights() const { return {}; }
-
-  // transformers' _init_weights: every Linear and Embedding weight N(0, initializer_range),
-  // biases 0, norm weights 1 (norm biases 0). Used for models built from a config alone.
-  void init_weights();
+  // transformers' _init_weights for decoders: every Linear and Embedding weight
+  // N(0, initializer_range), biases 0, norm weights 1 (norm biases 0).
+  void init_weights() override;
 
  protected:
   // The model itself, after logits / logits_step checked their inputs: logits of input_ids;
   // position_ids undefined means the model's own rule for a plain call, cache null no cache.
   virtual Tensor run_tokens(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids,
                             KvCache* cache) = 0;
-  HfConfig config_;
 
  private:
   // input_ids: I64 (B, T); on the CPU also ids in [0, vocab) (device ids are checked by the

@@ -42,10 +42,7 @@ int64_t pick(std::vector<double> logits, const GenerationConfig& c, Generator& g
   return order[static_cast<size_t>(keep - 1)];
 }
 
-}  // namespace
-
-Tensor generate(CausalLM& model, const Tensor& input_ids, const Tensor& attention_mask, const GenerationConfig& c,
-                Generator* gen_in) {
+void check_generate_args(const Tensor& input_ids, const GenerationConfig& c) {
   PEFT_CHECK(c.max_new_tokens >= 0, "generate: max_new_tokens must be >= 0, got ", c.max_new_tokens);
   if (c.do_sample) {
     PEFT_CHECK(c.temperature > 0 && std::isfinite(c.temperature), "generate: temperature must be > 0, got ", c.temperature);
@@ -54,6 +51,13 @@ Tensor generate(CausalLM& model, const Tensor& input_ids, const Tensor& attentio
   }
   PEFT_CHECK(input_ids.defined() && input_ids.dtype() == DType::I64 && input_ids.dim() == 2 && input_ids.size(1) > 0,
              "generate: input_ids must be I64 (batch, seq) with seq > 0");
+}
+
+}  // namespace
+
+Tensor generate(CausalLM& model, const Tensor& input_ids, const Tensor& attention_mask, const GenerationConfig& c,
+                Generator* gen_in) {
+  check_generate_args(input_ids, c);
   Generator& gen = gen_in ? *gen_in : default_generator();
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
   const Device dev = model.parameters().empty() ? Device::cpu() : model.parameters().front().device();
@@ -106,6 +110,47 @@ Tensor generate(CausalLM& model, const Tensor& input_ids, const Tensor& attentio
   model.train(was_training);
   const int64_t out_len = static_cast<int64_t>(rows[0].size());
   return Tensor::from_vector(flat(rows, 0), {B, out_len});
+}
+
+Tensor generate(T5ForConditionalGeneration& model, const Tensor& input_ids, const Tensor& attention_mask,
+                const GenerationConfig& c, Generator* gen_in) {
+  check_generate_args(input_ids, c);
+  Generator& gen = gen_in ? *gen_in : default_generator();
+  const int64_t B = input_ids.size(0);
+  const Device dev = model.parameters().empty() ? Device::cpu() : model.parameters().front().device();
+  const bool was_training = model.is_training();
+  model.eval();
+  NoGradGuard no_grad;
+  std::vector<std::vector<int64_t>> rows(static_cast<size_t>(B), {model.dims().decoder_start_token_id});
+  std::vector<bool> done(static_cast<size_t>(B), false);
+  try {
+    const Tensor mask = attention_mask.defined() ? attention_mask.to(dev) : Tensor();
+    const Tensor enc = model.encode(input_ids.to(dev), mask);
+    for (int64_t step = 0; step < c.max_new_tokens; ++step) {
+      const int64_t len = static_cast<int64_t>(rows[0].size());
+      std::vector<int64_t> flat;
+      for (const auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
+      const Tensor logits = model.decode(Tensor::from_vector(flat, {B, len}).to(dev), enc, mask).select(1, len - 1);
+      const auto all = logits.to_vector<double>();
+      const int64_t V = logits.size(1);
+      for (int64_t b = 0; b < B; ++b) {
+        int64_t tok = c.pad_token_id;
+        if (!done[b]) {
+          tok = pick(std::vector<double>(all.begin() + b * V, all.begin() + (b + 1) * V), c, gen);
+          if (c.eos_token_id && tok == *c.eos_token_id) done[b] = true;
+        }
+        rows[b].push_back(tok);
+      }
+      if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
+    }
+  } catch (...) {
+    model.train(was_training);
+    throw;
+  }
+  model.train(was_training);
+  std::vector<int64_t> flat;
+  for (const auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
+  return Tensor::from_vector(flat, {B, static_cast<int64_t>(rows[0].size())});
 }
 
 }  // namespace peft::nn::hf

@@ -1,11 +1,13 @@
 // layers/hf/generate.h — transformers' generate() for the decoder models here: greedy search
 // or sampling (temperature, top-k, top-p, in transformers' order), with the KV cache, left
 // padding (positions cumsum(mask) − 1, as generate makes them) and stopping at eos_token_id
-// (finished rows continue with pad_token_id, as transformers pads them).
+// (finished rows continue with pad_token_id, as transformers pads them); and for T5 / mT5 the
+// encoder-decoder form: the encoder run once, the decoder from decoder_start_token_id.
 #pragma once
 #include <optional>
 
 #include "layers/hf/causal_lm.h"
+#include "layers/hf/t5.h"
 
 namespace peft {
 class Generator;
@@ -28,5 +30,13 @@ struct GenerationConfig {
 // sampling draws from `gen` (default: the global generator).
 Tensor generate(CausalLM& model, const Tensor& input_ids, const Tensor& attention_mask, const GenerationConfig& config,
                 Generator* gen = nullptr);
+
+// T5 / mT5: input_ids (B, S) with attention_mask (B, S) (right padding) or undefined. Returns the
+// decoder's ids (B, 1 + n) I64 on the CPU, starting with decoder_start_token_id, as transformers'
+// generate does for encoder-decoder models. The encoder runs once; the decoder re-runs over its
+// whole prefix at each step (no self-attention cache yet: O(n²) decoder work, fine for short
+// outputs).
+Tensor generate(T5ForConditionalGeneration& model, const Tensor& input_ids, const Tensor& attention_mask,
+                const GenerationConfig& config, Generator* gen = nullptr);
 
 }  // namespace peft::nn::hf
