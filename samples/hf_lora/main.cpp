@@ -1,15 +1,20 @@
-// hf_lora: LoRA on transformers decoder models (OPT, Llama, Mistral, Qwen2) from C++.
+// hf_lora: LoRA on transformers models from C++: decoders (OPT, Llama, Mistral, Qwen2) and, for
+// params, logits and generate, encoder-decoders (T5, mT5 / mt0; train is decoders only so far).
 //   hf_lora params --model-config CONFIG.json [--r R] [--lora-alpha A] [--lora-dropout P]
 //       PEFT's print_trainable_parameters() line for the model with PEFT's default LoRA targets
-//       for its model_type (builds the model from the config; reads no weights).
+//       for its model_type (task type SEQ_2_SEQ_LM for t5 / mt5, else CAUSAL_LM), built on the meta
+//       device from the config alone: no weights read or allocated.
 //   hf_lora logits --model DIR [--adapter DIR] --input IN.safetensors --out OUT.safetensors [--device cpu|cuda]
 //       IN: "input_ids" (I64 [B, T]) and optionally "attention_mask" (I64 [B, T], left padding);
-//       OUT: "logits" (F32 [B, T, V]) in eval mode, with the PEFT adapter when given.
+//       OUT: "logits" (F32 [B, T, V]) in eval mode, with the PEFT adapter when given. T5 / mT5: IN
+//       also holds "decoder_input_ids" (I64 [B, Td]), input padding is on the right (T5's tokenizers),
+//       and OUT's logits are [B, Td, V].
 //   hf_lora generate --model DIR [--adapter DIR] --prompt TEXT [--max-new-tokens N] [--device cpu|cuda]
 //                    [--do-sample 0|1] [--temperature T] [--top-k K] [--top-p P] [--seed S]
 //       Prints the prompt and its continuation (greedy unless --do-sample 1), decoded with the special
 //       tokens skipped, as tokenizer.decode(model.generate(...)[0], skip_special_tokens=True) does;
-//       stops at the eos_token_id of DIR's generation_config.json (else config.json).
+//       stops at the eos_token_id of DIR's generation_config.json (else config.json). T5 / mT5 print
+//       the decoder's output only, as decoding their generate() ids does.
 //   hf_lora train --model DIR --data TEXT_FILE --out ADAPTER_DIR [--r R] [--lora-alpha A] [--lora-dropout P]
 //                 [--block-size 128] [--batch-size 4] [--epochs 1] [--max-steps N] [--lr 2e-4] [--seed 0]
 //                 [--log-every 10] [--device cpu|cuda] [--bf16]
@@ -96,13 +101,13 @@ int run_params(const std::map<std::string, std::string>& o) {
   const hf::HfConfig config = hf::HfConfig::from_file(o.at("--model-config"));
   // Built on the meta device: parameter shapes and counts without their memory or random init,
   // so a 7B config counts in milliseconds (the LoRA layers are made on the CPU and moved there).
-  std::shared_ptr<hf::CausalLM> lm;
+  std::shared_ptr<hf::PretrainedModel> lm;
   {
     MetaDeviceGuard meta;
-    lm = hf::causal_lm_from_config(config);
+    lm = hf::model_from_config(config);
   }
   LoraConfig cfg;
-  cfg.task_type = "CAUSAL_LM";
+  cfg.task_type = lm->is_encoder_decoder() ? "SEQ_2_SEQ_LM" : "CAUSAL_LM";
   cfg.r = integer(o, "--r", 8, 1);
   cfg.lora_alpha = number(o, "--lora-alpha", 8);
   cfg.lora_dropout = number(o, "--lora-dropout", 0.0);
@@ -110,23 +115,38 @@ int run_params(const std::map<std::string, std::string>& o) {
   return 0;
 }
 
+Tensor optional_tensor(const NamedTensors& in, const std::string& key) {
+  for (const auto& kv : in)
+    if (kv.first == key) return kv.second;
+  return Tensor();
+}
+
 int run_logits(const std::map<std::string, std::string>& o) {
   hf::LoadOptions load;
   if (o.count("--device")) load.device = Device::parse(o.at("--device"));
-  auto lm = hf::from_pretrained(o.at("--model"), load);
+  const bool seq2seq = hf::is_encoder_decoder_model_type(hf::HfConfig::from_file(o.at("--model")).model_type());
+  std::shared_ptr<hf::CausalLM> lm;
+  std::shared_ptr<hf::T5ForConditionalGeneration> s2s;
+  std::shared_ptr<hf::PretrainedModel> model;
+  if (seq2seq) model = s2s = hf::seq2seq_from_pretrained(o.at("--model"), load);
+  else model = lm = hf::from_pretrained(o.at("--model"), load);
   std::shared_ptr<PeftModel> pm;
-  if (o.count("--adapter")) pm = PeftModel::from_pretrained(lm, o.at("--adapter"));
-  lm->eval();
+  if (o.count("--adapter")) pm = PeftModel::from_pretrained(model, o.at("--adapter"));
+  model->eval();
   const NamedTensors in = io::load_file(o.at("--input"));
-  Tensor ids = io::find_tensor(in, "input_ids"), mask;
-  for (const auto& kv : in)
-    if (kv.first == "attention_mask") mask = kv.second;
-  if (!load.device.is_cpu()) {
-    ids = ids.to(load.device);
-    if (mask.defined()) mask = mask.to(load.device);
-  }
+  auto on_device = [&](Tensor t) { return t.defined() && !load.device.is_cpu() ? t.to(load.device) : t; };
+  const Tensor ids = on_device(io::find_tensor(in, "input_ids")), mask = on_device(optional_tensor(in, "attention_mask"));
   NoGradGuard no_grad;
-  Tensor logits = lm->logits(ids, mask).to(DType::F32).to(Device::cpu());
+  Tensor logits;
+  if (seq2seq) {
+    const Tensor dec = optional_tensor(in, "decoder_input_ids");
+    PEFT_CHECK(dec.defined(), o.at("--input"), ": an encoder-decoder model (", model->model_type(),
+               ") needs \"decoder_input_ids\" (I64 [B, Td]) beside input_ids");
+    logits = s2s->logits(ids, mask, on_device(dec));
+  } else {
+    logits = lm->logits(ids, mask);
+  }
+  logits = logits.to(DType::F32).to(Device::cpu());
   io::save_file({{"logits", logits}}, o.at("--out"));
   std::cout << "wrote logits " << shape_str(logits.shape()) << " to " << o.at("--out") << "\n";
   return 0;
@@ -160,9 +180,14 @@ int run_generate(const std::map<std::string, std::string>& o) {
   const io::Tokenizer tok = io::Tokenizer::from_pretrained(dir);
   hf::LoadOptions load;
   if (o.count("--device")) load.device = Device::parse(o.at("--device"));
-  auto lm = hf::from_pretrained(dir, load);
+  const bool seq2seq = hf::is_encoder_decoder_model_type(hf::HfConfig::from_file(dir).model_type());
+  std::shared_ptr<hf::CausalLM> lm;
+  std::shared_ptr<hf::T5ForConditionalGeneration> s2s;
+  std::shared_ptr<hf::PretrainedModel> model;
+  if (seq2seq) model = s2s = hf::seq2seq_from_pretrained(dir, load);
+  else model = lm = hf::from_pretrained(dir, load);
   std::shared_ptr<PeftModel> pm;
-  if (o.count("--adapter")) pm = PeftModel::from_pretrained(lm, o.at("--adapter"));
+  if (o.count("--adapter")) pm = PeftModel::from_pretrained(model, o.at("--adapter"));
   hf::GenerationConfig g;
   g.max_new_tokens = integer(o, "--max-new-tokens", 20, 1);
   g.do_sample = integer(o, "--do-sample", 0, 0) != 0;
@@ -174,7 +199,8 @@ int run_generate(const std::map<std::string, std::string>& o) {
   PEFT_CHECK(!prompt.empty(), "the prompt gives no tokens");
   Generator gen(static_cast<uint64_t>(integer(o, "--seed", 0, 0)));
   Tensor ids = Tensor::from_vector(prompt, {1, static_cast<int64_t>(prompt.size())}).to(load.device);
-  const Tensor out = hf::generate(*lm, ids, Tensor(), g, &gen);
+  // An encoder-decoder model prints its output only (transformers' decode of generate()'s ids).
+  const Tensor out = seq2seq ? hf::generate(*s2s, ids, Tensor(), g, &gen) : hf::generate(*lm, ids, Tensor(), g, &gen);
   std::cout << tok.decode(out.to_vector<int64_t>(), true) << "\n";
   return 0;
 }

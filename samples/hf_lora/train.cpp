@@ -91,6 +91,9 @@ int run_train(const TrainOptions& opt) {
     PEFT_CHECK(!opt.device.is_cpu(), "--bf16 needs --device cuda (BF16 math runs on CUDA only)");
     load.dtype = DType::BF16;
   }
+  PEFT_CHECK(!hf::is_encoder_decoder_model_type(hf::HfConfig::from_file(opt.model).model_type()), opt.model,
+             ": hf_lora train fine-tunes decoder models (llama, mistral, qwen2, opt); encoder-decoder models (t5, mt5) "
+             "are not supported by train yet");
   auto lm = hf::from_pretrained(opt.model, load);
   PEFT_CHECK(tok.vocab_size() <= lm->vocab_size(), "the tokenizer has ", tok.vocab_size(),
              " tokens but the model's vocabulary only ", lm->vocab_size());
