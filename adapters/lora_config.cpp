@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 #include <regex>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -272,12 +273,28 @@ LoraConfig LoraConfig::from_json(const nlohmann::json& j, std::vector<std::strin
     PEFT_CHECK(j["peft_type"] == "LORA", "adapter_config.json: peft_type is ", j["peft_type"].dump(),
                ", only \"LORA\" is supported");
   LoraConfig c;
-  // Keys PEFT writes that this engine does not use: accepted silently when null/default.
+  // PEFT 0.21 options this engine does not implement and whose non-default value changes what the
+  // adapter computes (or which modules it adds): refused naming the key, never dropped. Their
+  // defaults (null, false, an empty list or object) are accepted.
+  static const std::map<std::string, const char*> unsupported = {
+      {"alora_invocation_tokens", "activated LoRA (aLoRA)"},
+      {"arrow_config", "Arrow routing between LoRA experts"},
+      {"ensure_weight_tying", "weight tying of modules_to_save / trainable tokens"},
+      {"kasa_config", "KaSA"},
+      {"layer_replication", "layer replication (LoRA on duplicated layers)"},
+      {"megatron_config", "Megatron-parallel LoRA layers"},
+      {"monteclora_config", "MonteCLoRA"},
+      {"target_parameters", "LoRA on raw parameters (ParamWrapper)"},
+      {"trainable_token_indices", "trainable tokens (new embedding rows)"},
+      {"use_bdlora", "BD-LoRA"},
+      {"use_qalora", "QALoRA"},
+      {"velora_config", "VeLoRA"}};
+  // Keys PEFT writes that do not change the math here: metadata, settings of inits that
+  // init_lora_weights itself refuses (loftq, eva, corda, lora_ga), qalora_group_size (use_qalora is
+  // checked), runtime_config (GPU offload during init).
   static const std::set<std::string> ignored = {
-      "peft_type", "revision", "auto_mapping", "megatron_config", "megatron_core", "loftq_config", "layer_replication",
-      "runtime_config", "use_qalora", "qalora_group_size", "peft_version", "eva_config", "corda_config",
-      "trainable_token_indices", "lora_ga_config", "target_parameters", "ensure_weight_tying", "alora_invocation_tokens",
-      "arrow_config", "kasa_config", "monteclora_config", "use_bdlora", "velora_config"};
+      "peft_type", "revision", "auto_mapping", "megatron_core", "loftq_config", "runtime_config", "qalora_group_size",
+      "peft_version", "eva_config", "corda_config", "lora_ga_config"};
   std::vector<std::string> unknown;
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& k = it.key();
@@ -337,6 +354,10 @@ LoraConfig LoraConfig::from_json(const nlohmann::json& j, std::vector<std::strin
       if (!v.is_null()) c.base_model_name_or_path = get_typed<std::string>(v, k.c_str(), "a string", &nlohmann::json::is_string);
     } else if (k == "task_type") {
       if (!v.is_null()) c.task_type = get_typed<std::string>(v, k.c_str(), "a string", &nlohmann::json::is_string);
+    } else if (auto u = unsupported.find(k); u != unsupported.end()) {
+      const bool is_default = v.is_null() || (v.is_boolean() && !v.get<bool>()) || ((v.is_array() || v.is_object()) && v.empty());
+      PEFT_CHECK(is_default, "adapter_config.json: '", k, "' = ", v.dump(), " is not supported (", u->second,
+                 " is not implemented in peft.cpp; loading would compute something other than PEFT)");
     } else if (!ignored.count(k)) {
       unknown.push_back(k);
     }

@@ -370,6 +370,19 @@ TEST_CASE("a corrupt adapter directory is refused and the model stays as it was"
       {"modules_to_save", "lin1", "'modules_to_save' must be null or a list of strings"},
       {"rank_pattern", {{"lin0", "x"}}, "'rank_pattern' must be an object of integers"},
       {"init_lora_weights", "pissa", "init_lora_weights \"pissa\" is not supported"},
+      // PEFT options that change the math and are not implemented: refused naming the key.
+      {"layer_replication", {{0, 2}, {1, 3}}, "'layer_replication' = [[0,2],[1,3]] is not supported"},
+      {"trainable_token_indices", {1, 2}, "'trainable_token_indices' = [1,2] is not supported"},
+      {"target_parameters", {"lin0.weight"}, "'target_parameters' = [\"lin0.weight\"] is not supported"},
+      {"use_qalora", true, "'use_qalora' = true is not supported"},
+      {"alora_invocation_tokens", {5, 6}, "'alora_invocation_tokens' = [5,6] is not supported"},
+      {"use_bdlora", {{"nblocks", 2}}, "'use_bdlora'"},
+      {"arrow_config", {{"top_k", 3}}, "'arrow_config'"},
+      {"kasa_config", {{"x", 1}}, "'kasa_config'"},
+      {"velora_config", {{"x", 1}}, "'velora_config'"},
+      {"monteclora_config", {{"x", 1}}, "'monteclora_config'"},
+      {"megatron_config", {{"tensor_model_parallel_size", 2}}, "Megatron-parallel LoRA layers"},
+      {"ensure_weight_tying", true, "'ensure_weight_tying' = true is not supported"},
   };
   for (const auto& b : bad) {
     nlohmann::json j = nlohmann::json::parse(good_cfg);
@@ -384,6 +397,29 @@ TEST_CASE("a corrupt adapter directory is refused and the model stays as it was"
   write_text(dir + "/adapter_config.json", "[1, 2]");
   CHECK_THROWS_WITH(PeftModel::from_pretrained(m, dir), Contains("expected a JSON object"));
   refused("a JSON array");
+  fs::remove_all(dir);
+}
+
+TEST_CASE("unimplemented PEFT options load at their defaults", "[lora][errors]") {
+  const std::string dir = scratch_dir("default_options");
+  write_adapter(dir);
+  nlohmann::json j = nlohmann::json::parse(read_text(dir + "/adapter_config.json"));
+  // What PEFT 0.21 writes for a plain LoRA adapter (and a few equivalent empty forms).
+  j["layer_replication"] = nullptr;
+  j["target_parameters"] = nlohmann::json::array();
+  j["use_qalora"] = false;
+  j["qalora_group_size"] = 32;  // only read with use_qalora
+  j["ensure_weight_tying"] = false;
+  j["use_bdlora"] = nullptr;
+  j["megatron_config"] = nullptr;
+  j["loftq_config"] = {{"loftq_bits", 4}};  // only read with init_lora_weights="loftq", which is refused
+  j["runtime_config"] = {{"ephemeral_gpu_offload", true}};
+  write_text(dir + "/adapter_config.json", j.dump(2));
+  std::vector<std::string> warnings;
+  std::shared_ptr<PeftModel> pm;
+  REQUIRE_NOTHROW(pm = PeftModel::from_pretrained(mlp(), dir, std::nullopt, "default", false, &warnings));
+  CHECK(warnings.empty());
+  CHECK(pm->targeted_module_names() == std::vector<std::string>{"lin0"});
   fs::remove_all(dir);
 }
 

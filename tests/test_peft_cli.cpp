@@ -327,6 +327,18 @@ TEST_CASE("peft merge refuses what it cannot merge, with a clear message and exi
                           "--out", out});
   CHECK(trunc.code == 1);
   CHECK(contains(trunc.out, "[MetadataIncompleteBuffer]"));
+
+  // An adapter with a PEFT option that changes the math and is not implemented (layer replication).
+  fs::create_directories(d / "replicated");
+  fs::copy_file(case_dir("mlp_list") + "/adapter_model.safetensors", d / "replicated" / "adapter_model.safetensors");
+  std::ifstream cfg_in(case_dir("mlp_list") + "/adapter_config.json");
+  nlohmann::json cfg = nlohmann::json::parse(cfg_in);
+  cfg["layer_replication"] = {{0, 1}};
+  std::ofstream((d / "replicated" / "adapter_config.json").string()) << cfg.dump(2);
+  Result repl = run_cli({"merge", "--base", base, "--adapter", (d / "replicated").string(), "--out", out});
+  CHECK(repl.code == 1);
+  CHECK(contains(repl.out, "'layer_replication'"));
+  CHECK_FALSE(fs::exists(out));
   fs::remove_all(d);
 }
 
