@@ -121,3 +121,71 @@ TEST_CASE("hf_lora generate / train: bad input exits 1 with a message and writes
   CHECK(run(bin + " train --model " + model + " --data x --out y --r").status == 2);  // --r without a value
   CHECK(run(bin + " generate --model " + model + " --prompt hi --max-new-tokens 0").status == 1);
 }
+
+TEST_CASE("hf_lora on an mT5 folder: generate gives transformers' text; train on source/target pairs", "[hf][t5][samples]") {
+  // tests/golden/golden_hf_t5_text.py: a tiny mT5 with a real Unigram tokenizer.
+  const std::string bin = peft::testing::sample_binary("hf_lora");
+  if (bin.empty()) return;
+  const std::string dir = std::string(PEFT_GOLDEN_DIR) + "/hf_t5_text/mt5_sp";
+  std::ifstream in(dir + "/expected.json");
+  REQUIRE(in.good());
+  const json e = json::parse(in);
+  const io::Tokenizer tok = io::Tokenizer::from_pretrained(dir + "/model");
+  CHECK(tok.encode(e.at("prompt").get<std::string>()) == e.at("prompt_ids").get<std::vector<int64_t>>());
+
+  const std::string common = bin + " generate --model " + dir + "/model --prompt " +
+                             quoted(e.at("prompt").get<std::string>()) + " --max-new-tokens 8";
+  auto base = run(common);
+  INFO(base.output);
+  REQUIRE(base.status == 0);
+  CHECK(base.output == e.at("generate").at("text").get<std::string>() + "\n");
+  auto adapted = run(common + " --adapter " + dir + "/adapter");
+  REQUIRE(adapted.status == 0);
+  CHECK(adapted.output == e.at("generate_adapter").at("text").get<std::string>() + "\n");
+  // The same ids through the library (the decoder's output starts with decoder_start_token_id).
+  auto model = nn::hf::seq2seq_from_pretrained(dir + "/model");
+  nn::hf::GenerationConfig g;
+  g.max_new_tokens = 8;
+  g.eos_token_id = 1;
+  const auto& prompt = e.at("prompt_ids").get<std::vector<int64_t>>();
+  const Tensor ids = Tensor::from_vector(prompt, {1, static_cast<int64_t>(prompt.size())});
+  CHECK(nn::hf::generate(*model, ids, Tensor(), g).to_vector<int64_t>() ==
+        e.at("generate").at("output_ids").get<std::vector<int64_t>>());
+
+  // The pairs tokenize as run_translation.py tokenizes them.
+  std::ifstream tsv(dir + "/train.tsv");
+  std::string line;
+  size_t n = 0;
+  for (; std::getline(tsv, line); ++n) {
+    const auto& p = e.at("train").at("pairs").at(n);
+    CHECK(tok.encode(line.substr(0, line.find('\t'))) == p.at("source_ids").get<std::vector<int64_t>>());
+    CHECK(tok.encode(line.substr(line.find('\t') + 1)) == p.at("target_ids").get<std::vector<int64_t>>());
+  }
+  CHECK(n == e.at("train").at("pairs").size());
+
+  const fs::path out = temp_dir("mt5");
+  auto r = run(bin + " train --model " + dir + "/model --data " + dir + "/train.tsv --out " + out.string() +
+               " --batch-size 3 --epochs 6 --lr 1e-2 --log-every 6");
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  CHECK(r.output.find("8 source/target pairs") != std::string::npos);
+  const double initial = number_after(r.output, "initial loss"), final_loss = number_after(r.output, "final loss");
+  CHECK(initial == Approx(e.at("train").at("mean_loss").get<double>()).epsilon(1e-4));
+  CHECK(final_loss < initial - 0.5);
+  CHECK(std::regex_search(r.output, std::regex("step 18/18  epoch 6.00  loss [0-9.]+  [0-9]+ examples/s")));
+  auto reloaded = nn::hf::seq2seq_from_pretrained(dir + "/model");
+  auto pm = PeftModel::from_pretrained(reloaded, out.string());
+  CHECK(pm->peft_config().at("default").task_type == std::optional<std::string>("SEQ_2_SEQ_LM"));
+  CHECK(pm->targeted_module_names().size() == 12);  // q and v of 2 encoder self-, 2 decoder self- and 2 cross-attentions
+  fs::remove_all(out);
+
+  // A line without a tab is refused naming the file and line; nothing is written.
+  const fs::path bad = temp_dir("mt5_bad");
+  fs::create_directories(bad);
+  std::ofstream(bad / "bad.tsv") << "source one\ttarget one\nno tab here\n";
+  r = run(bin + " train --model " + dir + "/model --data " + (bad / "bad.tsv").string() + " --out " + (bad / "a").string());
+  CHECK(r.status == 1);
+  CHECK_THAT(r.output, Catch::Contains("bad.tsv:2") && Catch::Contains("without a tab"));
+  CHECK_FALSE(fs::exists(bad / "a"));
+  fs::remove_all(bad);
+}

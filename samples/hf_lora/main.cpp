@@ -1,5 +1,5 @@
 // hf_lora: LoRA on transformers models from C++: decoders (OPT, Llama, Mistral, Qwen2) and, for
-// params, logits and generate, encoder-decoders (T5, mT5 / mt0; train is decoders only so far).
+// every command, encoder-decoders (T5, mT5 / mt0).
 //   hf_lora params --model-config CONFIG.json [--r R] [--lora-alpha A] [--lora-dropout P]
 //       PEFT's print_trainable_parameters() line for the model with PEFT's default LoRA targets
 //       for its model_type (task type SEQ_2_SEQ_LM for t5 / mt5, else CAUSAL_LM), built on the meta
@@ -21,6 +21,8 @@
 //       LoRA fine-tuning (PEFT's default targets for the model type) on the text file, cut into blocks
 //       as transformers' run_clm.py does (train.cpp); prints the mean loss over the blocks before and
 //       after, a progress line every --log-every steps, and saves a PEFT adapter to ADAPTER_DIR.
+//       T5 / mT5 folders: --data is a TSV of "source<TAB>target" lines ([--max-source-length 1024]
+//       [--max-target-length 128], run_translation.py's preparation; train_seq2seq.cpp).
 // DIR is a transformers save_pretrained folder (config.json + model.safetensors or a sharded
 // index; generate and train also read its tokenizer.json); the adapter folder is PEFT's
 // (adapter_config.json + adapter_model.safetensors).
@@ -52,7 +54,8 @@ int usage(const char* argv0) {
                "       %s train --model DIR --data TEXT_FILE --out ADAPTER_DIR [--r R] [--lora-alpha A] "
                "[--lora-dropout P]\n"
                "                [--block-size N] [--batch-size N] [--epochs N] [--max-steps N] [--lr LR] [--seed S]\n"
-               "                [--log-every N] [--device cpu|cuda] [--bf16]\n",
+               "                [--log-every N] [--device cpu|cuda] [--bf16]\n"
+               "                (T5 / mT5: --data SOURCE<TAB>TARGET lines, [--max-source-length N] [--max-target-length N])\n",
                argv0, argv0, argv0, argv0);
   return 2;
 }
@@ -221,6 +224,8 @@ int run_train(const std::map<std::string, std::string>& o) {
   PEFT_CHECK(t.lr > 0, "--lr must be positive");
   t.seed = static_cast<uint64_t>(integer(o, "--seed", 0, 0));
   t.log_every = integer(o, "--log-every", t.log_every, 1);
+  t.max_source_length = integer(o, "--max-source-length", t.max_source_length, 1);
+  t.max_target_length = integer(o, "--max-target-length", t.max_target_length, 1);
   if (o.count("--device")) t.device = Device::parse(o.at("--device"));
   t.bf16 = o.count("--bf16") > 0;
   return hf_lora::run_train(t);
@@ -253,7 +258,8 @@ int main(int argc, char** argv) {
     }
     if (cmd == "train") {
       if (!parse(argc, argv, {"--model", "--data", "--out", "--r", "--lora-alpha", "--lora-dropout", "--block-size",
-                              "--batch-size", "--epochs", "--max-steps", "--lr", "--seed", "--log-every", "--device"},
+                              "--batch-size", "--epochs", "--max-steps", "--lr", "--seed", "--log-every", "--device",
+                              "--max-source-length", "--max-target-length"},
                  o, {"--bf16"}) ||
           !o.count("--model") || !o.count("--data") || !o.count("--out"))
         return usage(argv[0]);

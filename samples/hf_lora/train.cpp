@@ -78,7 +78,47 @@ std::vector<std::vector<int64_t>> training_blocks(const io::Tokenizer& tok, cons
   return blocks;
 }
 
+void train_loop(PeftModel& pm, size_t examples, const TrainOptions& opt, const BatchLoss& batch_loss,
+                int64_t units_per_example, const char* unit) {
+  const int64_t steps_per_epoch = (static_cast<int64_t>(examples) + opt.batch_size - 1) / opt.batch_size;
+  const int64_t total = opt.max_steps > 0 ? opt.max_steps : opt.epochs * steps_per_epoch;
+  optim::AdamW adamw(pm.trainable_parameters(), {.lr = opt.lr, .weight_decay = 0.0});
+  Generator shuffle(opt.seed);
+  std::vector<size_t> order(examples);
+  pm.train();
+  const auto t0 = std::chrono::steady_clock::now();
+  double window_loss = 0;
+  int64_t window = 0, done = 0;
+  for (int64_t step = 0; step < total; ++step) {
+    const size_t pos = static_cast<size_t>((step % steps_per_epoch) * opt.batch_size);
+    if (pos == 0) {  // a new epoch: a fresh permutation (Fisher-Yates)
+      std::iota(order.begin(), order.end(), size_t{0});
+      for (size_t i = order.size(); i > 1; --i)
+        std::swap(order[i - 1], order[static_cast<size_t>(shuffle.next_u64() % i)]);
+    }
+    const size_t end = std::min(examples, pos + static_cast<size_t>(opt.batch_size));
+    Tensor loss = batch_loss(order, pos, end);
+    adamw.zero_grad();
+    loss.backward();
+    adamw.step();
+    window_loss += loss.item();
+    ++window;
+    done += static_cast<int64_t>(end - pos);
+    if ((step + 1) % opt.log_every == 0 || step + 1 == total) {
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::printf("step %lld/%lld  epoch %.2f  loss %.4f  %.0f %s/s\n", static_cast<long long>(step + 1),
+                  static_cast<long long>(total), static_cast<double>(step + 1) / static_cast<double>(steps_per_epoch),
+                  window_loss / static_cast<double>(window),
+                  static_cast<double>(done * units_per_example) / secs, unit);
+      std::fflush(stdout);
+      window_loss = 0;
+      window = 0;
+    }
+  }
+}
+
 int run_train(const TrainOptions& opt) {
+  if (hf::is_encoder_decoder_model_type(hf::HfConfig::from_file(opt.model).model_type())) return run_train_seq2seq(opt);
   std::ifstream in(opt.data, std::ios::binary);
   PEFT_CHECK(in.good(), "cannot open --data '", opt.data, "'");
   std::ostringstream text;
@@ -91,9 +131,6 @@ int run_train(const TrainOptions& opt) {
     PEFT_CHECK(!opt.device.is_cpu(), "--bf16 needs --device cuda (BF16 math runs on CUDA only)");
     load.dtype = DType::BF16;
   }
-  PEFT_CHECK(!hf::is_encoder_decoder_model_type(hf::HfConfig::from_file(opt.model).model_type()), opt.model,
-             ": hf_lora train fine-tunes decoder models (llama, mistral, qwen2, opt); encoder-decoder models (t5, mt5) "
-             "are not supported by train yet");
   auto lm = hf::from_pretrained(opt.model, load);
   PEFT_CHECK(tok.vocab_size() <= lm->vocab_size(), "the tokenizer has ", tok.vocab_size(),
              " tokens but the model's vocabulary only ", lm->vocab_size());
@@ -112,40 +149,11 @@ int run_train(const TrainOptions& opt) {
   std::printf("initial loss %.6f\n", mean_loss(*lm, blocks, opt.batch_size, opt.device));
   std::fflush(stdout);
 
-  const int64_t steps_per_epoch = (static_cast<int64_t>(blocks.size()) + opt.batch_size - 1) / opt.batch_size;
-  const int64_t total = opt.max_steps > 0 ? opt.max_steps : opt.epochs * steps_per_epoch;
-  optim::AdamW adamw(pm->trainable_parameters(), {.lr = opt.lr, .weight_decay = 0.0});
-  Generator shuffle(opt.seed);
-  std::vector<size_t> order(blocks.size());
-  pm->train();
-  const auto t0 = std::chrono::steady_clock::now();
-  double window_loss = 0;
-  int64_t window = 0;
-  for (int64_t step = 0; step < total; ++step) {
-    const size_t pos = static_cast<size_t>((step % steps_per_epoch) * opt.batch_size);
-    if (pos == 0) {  // a new epoch: a fresh permutation (Fisher-Yates)
-      std::iota(order.begin(), order.end(), size_t{0});
-      for (size_t i = order.size(); i > 1; --i)
-        std::swap(order[i - 1], order[static_cast<size_t>(shuffle.next_u64() % i)]);
-    }
-    const size_t end = std::min(blocks.size(), pos + static_cast<size_t>(opt.batch_size));
-    Tensor loss = batch_loss(*lm, blocks, order, pos, end, opt.device);
-    adamw.zero_grad();
-    loss.backward();
-    adamw.step();
-    window_loss += loss.item();
-    ++window;
-    if ((step + 1) % opt.log_every == 0 || step + 1 == total) {
-      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      std::printf("step %lld/%lld  epoch %.2f  loss %.4f  %.0f tokens/s\n", static_cast<long long>(step + 1),
-                  static_cast<long long>(total), static_cast<double>(step + 1) / static_cast<double>(steps_per_epoch),
-                  window_loss / static_cast<double>(window),
-                  static_cast<double>((step + 1) * opt.batch_size * opt.block_size) / secs);
-      std::fflush(stdout);
-      window_loss = 0;
-      window = 0;
-    }
-  }
+  train_loop(*pm, blocks.size(), opt,
+             [&](const std::vector<size_t>& order, size_t first, size_t last) {
+               return batch_loss(*lm, blocks, order, first, last, opt.device);
+             },
+             opt.block_size, "tokens");
   pm->eval();
   std::printf("final loss %.6f\n", mean_loss(*lm, blocks, opt.batch_size, opt.device));
   pm->save_pretrained(opt.out);

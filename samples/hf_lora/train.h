@@ -1,7 +1,9 @@
-// hf_lora train (train.cpp): options and entry point, and the text → blocks step on its own.
+// hf_lora train (train.cpp, train_seq2seq.cpp): options and entry point, the text → blocks step
+// on its own, and the loop both trainers share.
 #pragma once
 #include <peft/peft.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -12,6 +14,7 @@ struct TrainOptions {
   int64_t r = 8;  // LoraConfig's defaults
   double lora_alpha = 8, lora_dropout = 0;
   int64_t block_size = 128, batch_size = 4, epochs = 1, max_steps = 0;  // max_steps > 0 overrides epochs
+  int64_t max_source_length = 1024, max_target_length = 128;            // T5: run_translation.py's defaults
   double lr = 2e-4;
   uint64_t seed = 0;
   int64_t log_every = 10;
@@ -24,5 +27,17 @@ std::vector<std::vector<int64_t>> training_blocks(const peft::io::Tokenizer& tok
                                                   int64_t block_size);
 
 int run_train(const TrainOptions& options);
+
+// The mean loss of examples order[first, last) as one batch, with gradients unless NoGradGuard.
+using BatchLoss = std::function<peft::Tensor(const std::vector<size_t>& order, size_t first, size_t last)>;
+
+// AdamW (weight decay 0, constant lr) over `examples` shuffled examples for opt.epochs (or
+// opt.max_steps) in batches of opt.batch_size, a progress line every opt.log_every steps giving
+// `unit`s per second (`units_per_example` of them in each example).
+void train_loop(peft::PeftModel& pm, size_t examples, const TrainOptions& opt, const BatchLoss& loss,
+                int64_t units_per_example, const char* unit);
+
+// T5 / mT5 (train_seq2seq.cpp): --data is a TSV file of "source<TAB>target" lines.
+int run_train_seq2seq(const TrainOptions& options);
 
 }  // namespace hf_lora
