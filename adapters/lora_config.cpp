@@ -3,6 +3,7 @@
 #include <cxxabi.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <regex>
@@ -33,6 +34,13 @@ const std::vector<std::string>& ModuleSelector::names() const {
 const std::string& ModuleSelector::regex() const {
   PEFT_CHECK(regex_.has_value(), "ModuleSelector: not a regex");
   return *regex_;
+}
+
+bool ModuleSelector::is_all_linear() const {
+  if (!regex_ || regex_->size() != std::char_traits<char>::length(kAllLinear)) return false;
+  std::string lower = *regex_;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return lower == kAllLinear;
 }
 
 std::string ModuleSelector::describe() const {

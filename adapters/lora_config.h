@@ -24,6 +24,10 @@ struct Regex {
   std::string pattern;
 };
 
+// PEFT's INCLUDE_LINEAR_LAYERS_SHORTHAND. As target_modules (a string, any case) it stands for every
+// Linear of the model but its output layer; get_peft_model replaces it with those names.
+inline constexpr const char* kAllLinear = "all-linear";
+
 // target_modules / exclude_modules: unset, a list of names, or one regex string.
 class ModuleSelector {
  public:
@@ -33,6 +37,10 @@ class ModuleSelector {
   ModuleSelector(Regex re) : regex_(std::move(re.pattern)) {}                     // NOLINT
   bool is_set() const { return names_.has_value() || regex_.has_value(); }
   bool is_regex() const { return regex_.has_value(); }
+  // The string "all-linear" in any case: PEFT tests target_modules.lower() == "all-linear", so it is
+  // a string (a regex here) until resolved, and the string rules (no layers_to_transform) apply.
+  bool is_all_linear() const;
+  static ModuleSelector all_linear() { return Regex{kAllLinear}; }
   const std::vector<std::string>& names() const;  // list form (throws if regex/unset)
   const std::string& regex() const;               // regex form
   // PEFT-style text for messages: {'seq.0', 'seq.2'} or the regex string.
@@ -78,7 +86,7 @@ struct LoraConfig {
   double lora_alpha = 8;
   double lora_dropout = 0.0;
   std::string bias = "none";  // "none" | "all" | "lora_only"
-  ModuleSelector target_modules;
+  ModuleSelector target_modules;  // names, Regex{...}, or ModuleSelector::all_linear() ("all-linear")
   ModuleSelector exclude_modules;
   std::optional<std::vector<std::string>> modules_to_save;
   LoraInit init_lora_weights = LoraInit::Default;

@@ -118,6 +118,12 @@ Plan plan_injection(nn::Module& root, const LoraConfig& cfg, const std::string& 
     if (!excluded.empty() && unmatched.empty())
       PEFT_ERROR("All modules were excluded. This is likely unintended. Check your `target_modules`, "
                  "`exclude_modules` and `modules_to_save` configuration.");
+    // Python's falsy target_modules: an empty list (all-linear on a model without Linear) or "".
+    const bool no_targets = cfg.target_modules.is_regex() ? cfg.target_modules.regex().empty()
+                                                          : cfg.target_modules.names().empty();
+    if (excluded.empty() && !unmatched.empty() && no_targets)
+      PEFT_ERROR("No `target_modules` passed but also no `target_parameters` found. Please check the values for "
+                 "these arguments.");
     if (excluded.empty())
       PEFT_ERROR("Target modules ", cfg.target_modules.describe(), " not found in the base model. Please check the "
                  "target modules and try again.", note);
@@ -234,7 +240,10 @@ LoraConfig without_fan_in_fan_out(const LoraConfig& config) {
 }  // namespace
 
 void LoraModel::inject_adapter(const LoraConfig& config_in, const std::string& adapter_name) {
-  const LoraConfig config = with_default_target_modules(*model(), without_fan_in_fan_out(config_in));
+  // "all-linear" and long lists resolved as PEFT's inject_adapter does; the stored (saved) config has
+  // the result, as PEFT's peft_config[adapter] has.
+  const LoraConfig config =
+      with_resolved_target_modules(*model(), with_default_target_modules(*model(), without_fan_in_fan_out(config_in)));
   PEFT_CHECK(!configs_.count(adapter_name), "Adapter with name '", adapter_name, "' already exists.");
   if (!configs_.empty())
     PEFT_CHECK(config.bias == "none" || std::all_of(configs_.begin(), configs_.end(), [](const auto& kv) {
@@ -346,7 +355,8 @@ nn::ModulePtr LoraModel::unload_impl(bool merge, bool safe_merge) {
 
 nn::ModulePtr inject_adapter_in_model(const LoraConfig& config_in, nn::ModulePtr model, const std::string& adapter_name) {
   PEFT_CHECK(model != nullptr, "inject_adapter_in_model: model is null");
-  const LoraConfig config = with_default_target_modules(*model, without_fan_in_fan_out(config_in));
+  const LoraConfig config =
+      with_resolved_target_modules(*model, with_default_target_modules(*model, without_fan_in_fan_out(config_in)));
   Plan plan = plan_injection(*model, config, adapter_name);
   apply_plan(*model, plan, config, adapter_name);
   // The injected adapter is the active one (as PEFT's tuner does), whatever its name.

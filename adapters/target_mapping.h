@@ -19,4 +19,24 @@ std::optional<std::vector<std::string>> default_lora_target_modules(const std::s
 // model_type has no entry gets PEFT's error ("Please specify `target_modules` in `peft_config`").
 LoraConfig with_default_target_modules(const nn::Module& model, LoraConfig config);
 
+// PEFT's _maybe_include_all_linear_layers: the names "all-linear" stands for on `model`, in
+// named_modules order. Every Linear, and every LoRA layer whose type name holds "Linear" (a second
+// adapter targets the existing lora.Linear); never a module inside a LoRA layer; for a transformers
+// model (nn::hf::PretrainedModel) not its output layer (transformers' get_output_embeddings(): the
+// child "lm_head"; without one and task_type "SEQ_CLS", the child "score" or else "classifier").
+// A custom model keeps its last Linear. Empty when the model has no Linear.
+std::vector<std::string> all_linear_module_names(nn::Module& model, const LoraConfig& config);
+
+// PEFT's _find_minimal_target_modules: the fewest name suffixes that match every target and none of
+// `other_names` (sorted), or the targets themselves when no suffix separates them.
+std::vector<std::string> find_minimal_target_modules(const std::vector<std::string>& targets,
+                                                     const std::vector<std::string>& other_names);
+
+// The target_modules get_peft_model ends up with (and saves): "all-linear" replaced by
+// all_linear_module_names, then a list of >= kMinTargetModulesForOptimization names condensed to
+// suffixes when that makes it shorter (PEFT's inject_adapter does both before matching). The config
+// is validated first, so "all-linear" keeps the string rules (no layers_to_transform).
+inline constexpr size_t kMinTargetModulesForOptimization = 20;  // PEFT's MIN_TARGET_MODULES_FOR_OPTIMIZATION
+LoraConfig with_resolved_target_modules(nn::Module& model, LoraConfig config);
+
 }  // namespace peft
