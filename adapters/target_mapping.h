@@ -1,6 +1,8 @@
 // adapters/target_mapping.h — PEFT's TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING: the
 // target_modules a LoraConfig gets when it names none and the model is a transformers model
-// (PEFT's _prepare_adapter_config). A table, like the dispatch registry.
+// (PEFT's _prepare_adapter_config). A table, like the dispatch registry. Also what the rest of
+// PEFT's inject_adapter does to target_modules before matching: "all-linear" resolved to names and
+// long lists condensed to suffixes; the adapter's stored and saved config holds the result.
 #pragma once
 #include <optional>
 #include <string>
