@@ -2,6 +2,7 @@
 #pragma once
 #include "core/autograd.h"
 #include "core/cuda_api.h"
+#include "core/dist/communicator.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/ops.h"
@@ -12,6 +13,7 @@
 #include "layers/activation.h"
 #include "layers/container.h"
 #include "layers/conv.h"
+#include "layers/data_parallel.h"
 #include "layers/embedding.h"
 #include "layers/init.h"
 #include "layers/linear.h"

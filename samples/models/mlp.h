@@ -53,25 +53,37 @@ using StepCallback = std::function<void(int64_t step, int64_t steps, double loss
 
 // One epoch of the notebook's loop: shuffled mini-batches of the first `n_train` rows, then
 // the eval loss on the rest. `on_step` (optional) sees every step, e.g. for a ProgressLine.
+// With `dp` (data-parallel, every rank drawing the same permutation from the same seed) each
+// rank runs its shard of every batch (dist::shard) and the gradients and the reported losses are
+// the global batch's.
 inline EpochResult run_epoch(nn::Module& model, optim::Optimizer& opt, const ToyTask& task, int64_t n_train,
-                             int64_t batch, Generator& gen, const StepCallback& on_step = nullptr) {
+                             int64_t batch, Generator& gen, const StepCallback& on_step = nullptr,
+                             DataParallel* dp = nullptr) {
   EpochResult r;
   model.train();
   Tensor order = randperm(n_train, gen);
   int64_t batches = 0;
   const int64_t steps = (n_train + batch - 1) / batch;
   for (int64_t i = 0; i < n_train; i += batch) {
-    Tensor idx = order.slice(0, i, std::min(i + batch, n_train));
+    const int64_t global = std::min(i + batch, n_train) - i;
+    auto [b, e] = dp ? dist::shard(global, dp->comm().rank(), dp->comm().size()) : std::pair<int64_t, int64_t>{0, global};
+    Tensor idx = order.slice(0, i + b, i + e);
     if (idx.device() != task.X.device()) idx = idx.to(task.X.device());  // data on the GPU: gather there
-    Tensor out = model.forward(index_select(task.X, 0, idx));
-    Tensor loss = nll_loss(out, index_select(task.y, 0, idx));
     opt.zero_grad();
-    loss.backward();
+    double l = 0;
+    if (e > b) {
+      Tensor loss = nll_loss(model.forward(index_select(task.X, 0, idx)), index_select(task.y, 0, idx));
+      loss.backward();
+      l = loss.item();
+    }
+    if (dp) {
+      dp->sync_gradients(e - b, global);
+      l = dp->reduce_mean(l, e - b, global);
+    }
     opt.step();
-    const double l = loss.item();
     r.train_loss += l;
     ++batches;
-    if (on_step) on_step(batches, steps, l, idx.size(0));
+    if (on_step) on_step(batches, steps, l, global);
   }
   r.train_loss /= static_cast<double>(std::max<int64_t>(batches, 1));
   model.eval();
