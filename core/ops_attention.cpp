@@ -135,7 +135,8 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
   Tensor q = detail::contiguous_data(q_in), k = detail::contiguous_data(k_in), v = detail::contiguous_data(v_in);
   Tensor mask = attn_mask.defined() ? additive_mask(attn_mask, q.dtype()) : Tensor();
   const auto s = a.s;
-  Tensor out = Tensor::empty({s.B, s.H, s.Tq, s.Dv}, q.dtype()), lse = Tensor::empty({s.B, s.H, s.Tq}, q.dtype());
+  Tensor out = Tensor::empty({s.B, s.H, s.Tq, s.Dv}, q.dtype(), Device::cpu());
+  Tensor lse = Tensor::empty({s.B, s.H, s.Tq}, q.dtype(), Device::cpu());
   PEFT_DISPATCH_FLOAT(q.dtype(), "scaled_dot_product_attention", [&] {
     kc::sdpa_forward<scalar_t>(s, q.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
                                mask_view<scalar_t>(mask, s), is_causal, 0, static_cast<scalar_t>(a.scale),
@@ -146,9 +147,9 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
   autograd::record("ScaledDotProductAttentionBackward", {q_in, k_in, v_in}, {out},
                    [q, k, v, mask, os, lse, s, is_causal, a, gq, gk, gv](const std::vector<Tensor>& g) {
                      Tensor dout = detail::contiguous_data(g[0]);
-                     Tensor dq = gq ? Tensor::empty(q.shape(), q.dtype()) : Tensor();
-                     Tensor dk = gk ? Tensor::empty(k.shape(), k.dtype()) : Tensor();
-                     Tensor dv = gv ? Tensor::empty(v.shape(), v.dtype()) : Tensor();
+                     Tensor dq = gq ? Tensor::empty(q.shape(), q.dtype(), Device::cpu()) : Tensor();
+                     Tensor dk = gk ? Tensor::empty(k.shape(), k.dtype(), Device::cpu()) : Tensor();
+                     Tensor dv = gv ? Tensor::empty(v.shape(), v.dtype(), Device::cpu()) : Tensor();
                      PEFT_DISPATCH_FLOAT(q.dtype(), "scaled_dot_product_attention_backward", [&] {
                        kc::sdpa_backward<scalar_t>(
                            s, q.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),

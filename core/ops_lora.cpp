@@ -139,7 +139,7 @@ Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tens
                               x2.device());
   } else if (training && dropout_p > 0) {
     Generator& g = gen ? *gen : default_generator();
-    mask = Tensor::empty(x2.shape(), x2.dtype());
+    mask = Tensor::empty(x2.shape(), x2.dtype(), Device::cpu());
     const double keep_scale = 1.0 / (1.0 - dropout_p);
     std::vector<double> m(static_cast<size_t>(mask.numel()));
     for (auto& v : m) v = g.uniform() < dropout_p ? 0.0 : keep_scale;

@@ -81,7 +81,7 @@ void backward_kernel(const Conv1x1Dims& d, const Conv1x1Grads& want, const T* dy
 }
 
 // Gradients of an empty product (HW == 0 or N == 0): zeros of the parameter's shape.
-Tensor zeros_like_if(bool want, const Tensor& t) { return want ? Tensor::zeros(t.shape(), t.dtype()) : Tensor(); }
+Tensor zeros_like_if(bool want, const Tensor& t) { return want ? Tensor::zeros(t.shape(), t.dtype(), Device::cpu()) : Tensor(); }
 
 }  // namespace
 
@@ -108,8 +108,8 @@ Tensor lora_conv1x1(const Tensor& x, const Tensor& w, const Tensor& b, const Ten
   std::optional<NoGradGuard> no_grad(std::in_place);  // released before recording
   Tensor xc = detail::contiguous_data(x), wc = detail::contiguous_data(w), Ac = detail::contiguous_data(A),
          Bc = detail::contiguous_data(B), bc = b.defined() ? detail::contiguous_data(b) : Tensor();
-  Tensor y = Tensor::empty({d.N, out_c, x.shape()[2], x.shape()[3]}, x.dtype());
-  Tensor u = Tensor::empty({d.N, r, d.HW}, x.dtype());
+  Tensor y = Tensor::empty({d.N, out_c, x.shape()[2], x.shape()[3]}, x.dtype(), Device::cpu());
+  Tensor u = Tensor::empty({d.N, r, d.HW}, x.dtype(), Device::cpu());
   PEFT_DISPATCH_FLOAT(x.dtype(), "lora_conv1x1", [&] {
     forward_kernel<scalar_t>(d, xc.data_ptr<scalar_t>(), wc.data_ptr<scalar_t>(),
                              bc.defined() ? bc.data_ptr<scalar_t>() : nullptr, Ac.data_ptr<scalar_t>(),
@@ -126,17 +126,17 @@ Tensor lora_conv1x1(const Tensor& x, const Tensor& w, const Tensor& b, const Ten
   autograd::record("LoraConv1x1Backward", {x, w, b, A, B}, {y},
                    [=](const std::vector<Tensor>& grads) -> std::vector<Tensor> {
                      Tensor dy = detail::contiguous_data(grads[0]);
-                     Tensor dx = want.x ? Tensor::empty(x_shape, dy.dtype()) : Tensor();
+                     Tensor dx = want.x ? Tensor::empty(x_shape, dy.dtype(), Device::cpu()) : Tensor();
                      if (d.N == 0 || d.HW == 0) {
                        if (dx.defined()) dx.zero_();
                        return {dx, zeros_like_if(want.w, wc), zeros_like_if(want.b, bc), zeros_like_if(want.A, Ac),
                                zeros_like_if(want.B, Bc)};
                      }
-                     Tensor dw = want.w ? Tensor::empty(wc.shape(), dy.dtype()) : Tensor();
-                     Tensor db = want.b ? Tensor::empty(bc.shape(), dy.dtype()) : Tensor();
-                     Tensor dA = want.A ? Tensor::empty(Ac.shape(), dy.dtype()) : Tensor();
-                     Tensor dB = want.B ? Tensor::empty(Bc.shape(), dy.dtype()) : Tensor();
-                     Tensor du = Tensor::empty({r, d.HW}, dy.dtype());
+                     Tensor dw = want.w ? Tensor::empty(wc.shape(), dy.dtype(), Device::cpu()) : Tensor();
+                     Tensor db = want.b ? Tensor::empty(bc.shape(), dy.dtype(), Device::cpu()) : Tensor();
+                     Tensor dA = want.A ? Tensor::empty(Ac.shape(), dy.dtype(), Device::cpu()) : Tensor();
+                     Tensor dB = want.B ? Tensor::empty(Bc.shape(), dy.dtype(), Device::cpu()) : Tensor();
+                     Tensor du = Tensor::empty({r, d.HW}, dy.dtype(), Device::cpu());
                      PEFT_DISPATCH_FLOAT(dy.dtype(), "lora_conv1x1 backward", [&] {
                        using T = scalar_t;
                        auto ptr = [](const Tensor& t) { return t.defined() ? t.data_ptr<T>() : nullptr; };

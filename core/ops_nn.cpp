@@ -206,7 +206,7 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
     });
     return y;
   }
-  Tensor mask = Tensor::empty(x.shape(), x.dtype());
+  Tensor mask = Tensor::empty(x.shape(), x.dtype(), Device::cpu());
   const double scale = 1.0 / (1.0 - p);
   PEFT_DISPATCH_FLOAT(x.dtype(), "dropout", [&] {
     scalar_t* m = mask.data_ptr<scalar_t>();

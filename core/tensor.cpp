@@ -135,8 +135,8 @@ bool Tensor::is_contiguous() const {
 void* Tensor::raw_data() const {
   // The one door to a tensor's memory: no kernel can be handed a meta tensor's null pointer.
   PEFT_CHECK(!device().is_meta(), "a meta tensor (shape ", shape_str(shape()), ", ", dtype_name(dtype()),
-             ") has no data: it was made under MetaDeviceGuard for shapes only; build the model on the cpu or "
-             "cuda to compute with it");
+             ") has no data: it lives on the meta device (shapes only, e.g. made under MetaDeviceGuard); build "
+             "the model on the cpu or cuda to compute with it");
   return static_cast<char*>(impl().storage->data()) + impl().offset * static_cast<int64_t>(dtype_size(dtype()));
 }
 
@@ -478,7 +478,7 @@ Tensor& Tensor::fill_(double value) {
     case DType::I64: kc::fill<int64_t>(shape(), data_ptr<int64_t>(), strides(), static_cast<int64_t>(value)); break;
     default: {
       NoGradGuard g;
-      copy_(Tensor::full({}, value, DType::F32));
+      copy_(Tensor::full({}, value, DType::F32, Device::cpu()));
     }
   }
   return *this;

@@ -13,7 +13,7 @@ Tensor load_tensor(const SafetensorsFile& file, const std::string& name) {
     PEFT_ERROR("safetensors '", file.path(), "': tensor '", name, "' has unsupported dtype ", e.dtype,
                " (supported: F32, F64, I64, BF16, F16)");
   }
-  Tensor t = Tensor::empty(e.shape, dt);
+  Tensor t = Tensor::empty(e.shape, dt, Device::cpu());
   if (t.nbytes() > 0) std::memcpy(t.raw_data(), file.data(e), t.nbytes());
   return t;
 }

@@ -9,15 +9,35 @@ namespace peft {
 
 namespace {
 
-// "name shape dtype trainable" per parameter, then buffers: what must agree across ranks.
+// The kind of device, not its index: ranks on cuda:0 and cuda:1 hold the same model.
+const char* device_kind(const Tensor& t) {
+  return !t.defined() ? "none" : t.device().is_meta() ? "meta" : t.device().is_cuda() ? "cuda" : "cpu";
+}
+
+// "name shape dtype device trainable" per parameter, then buffers: what must agree across ranks
+// (so every rank then makes the same sequence of broadcasts, and none holds a meta tensor alone).
 std::vector<std::string> describe(nn::Module& m) {
   std::vector<std::string> lines;
   for (const auto& [name, p] : m.named_parameters())
-    lines.push_back("parameter " + name + " " + shape_str(p.shape()) + " " + dtype_name(p.dtype()) +
-                    (p.requires_grad() ? " trainable" : " frozen"));
+    lines.push_back("parameter " + name + " " + shape_str(p.shape()) + " " + dtype_name(p.dtype()) + " " +
+                    device_kind(p) + (p.requires_grad() ? " trainable" : " frozen"));
   for (const auto& [name, b] : m.named_buffers())
-    lines.push_back("buffer " + name + " " + shape_str(b.shape()) + " " + dtype_name(b.dtype()));
+    lines.push_back("buffer " + name + " " + (b.defined() ? shape_str(b.shape()) + " " + dtype_name(b.dtype()) : "") +
+                    " " + device_kind(b));
   return lines;
+}
+
+// root's values of t on every rank, whatever t's layout (a strided tensor goes through a copy).
+void broadcast_into(dist::Communicator& comm, const Tensor& t) {
+  if (t.is_contiguous()) {
+    Tensor h = t.detach();
+    comm.broadcast_(h, 0);
+    return;
+  }
+  Tensor c = t.detach().contiguous();
+  comm.broadcast_(c, 0);
+  Tensor dst = t.detach();
+  dst.copy_(c);
 }
 
 uint64_t fnv1a(const std::vector<std::string>& lines) {
@@ -63,19 +83,19 @@ DataParallel::DataParallel(nn::Module& model, dist::Communicator& comm, int64_t 
       if (hashes[r] != hashes[0]) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
     PEFT_ERROR("DataParallel: the ranks' models differ (ranks ", ranks, " differ from rank 0): ", diff);
   }
+  // Refused here, on every rank alike (the descriptions agree), before any broadcast.
+  for (const auto& [name, p] : model.named_parameters())
+    PEFT_CHECK(!p.device().is_meta(), "DataParallel: parameter ", name, " is a meta tensor (no data to train)");
   NoGradGuard g;
   for (auto& [name, p] : model.named_parameters()) {
-    Tensor t = p.detach();
-    comm.broadcast_(t, 0);
+    broadcast_into(comm, p);
     if (p.requires_grad()) {
       trainable_.push_back(p);
       bytes_per_step_ += static_cast<int64_t>(p.nbytes());
     }
   }
-  for (auto& [name, b] : model.named_buffers()) {
-    Tensor t = b.detach();
-    if (t.defined() && t.is_contiguous()) comm.broadcast_(t, 0);
-  }
+  for (auto& [name, b] : model.named_buffers())
+    if (b.defined() && !b.device().is_meta()) broadcast_into(comm, b);
 }
 
 void DataParallel::sync_gradients(int64_t local, int64_t global) {
@@ -84,23 +104,34 @@ void DataParallel::sync_gradients(int64_t local, int64_t global) {
   const auto t0 = std::chrono::steady_clock::now();
   NoGradGuard g;
   const double weight = static_cast<double>(local) / static_cast<double>(global);
+  // Which parameters got a gradient on some rank: those are reduced (a rank without one adds
+  // zeros); a parameter no rank touched keeps no gradient, so the optimizer skips it as it would
+  // in one process (a zero gradient would still move it through momentum or weight decay).
+  std::vector<int64_t> had(trainable_.size());
+  for (size_t k = 0; k < trainable_.size(); ++k) had[k] = trainable_[k].grad().defined() ? 1 : 0;
+  Tensor flags = Tensor::from_vector(had, {static_cast<int64_t>(had.size())});
+  if (!had.empty()) comm_.all_reduce_(flags, dist::ReduceOp::Max);
+  const std::vector<int64_t> any = had.empty() ? had : flags.to_vector<int64_t>();
+  std::vector<Tensor> active;
+  for (size_t k = 0; k < trainable_.size(); ++k)
+    if (any[k]) active.push_back(trainable_[k]);
   // Buckets of consecutive parameters of one dtype and device, flattened into one tensor each.
   size_t i = 0;
-  while (i < trainable_.size()) {
-    const DType dt = trainable_[i].dtype();
-    const Device dev = trainable_[i].device();
+  while (i < active.size()) {
+    const DType dt = active[i].dtype();
+    const Device dev = active[i].device();
     size_t j = i;
     int64_t numel = 0, bytes = 0;
-    while (j < trainable_.size() && trainable_[j].dtype() == dt && trainable_[j].device() == dev &&
-           (j == i || bytes + static_cast<int64_t>(trainable_[j].nbytes()) <= bucket_bytes_)) {
-      numel += trainable_[j].numel();
-      bytes += static_cast<int64_t>(trainable_[j].nbytes());
+    while (j < active.size() && active[j].dtype() == dt && active[j].device() == dev &&
+           (j == i || bytes + static_cast<int64_t>(active[j].nbytes()) <= bucket_bytes_)) {
+      numel += active[j].numel();
+      bytes += static_cast<int64_t>(active[j].nbytes());
       ++j;
     }
     Tensor flat = Tensor::empty({numel}, dt, dev);
     int64_t off = 0;
     for (size_t k = i; k < j; ++k) {
-      Tensor& p = trainable_[k];
+      Tensor& p = active[k];
       Tensor dst = flat.narrow(0, off, p.numel());
       if (p.grad().defined()) dst.copy_(p.grad().reshape({p.numel()}));
       else dst.zero_();
@@ -111,7 +142,7 @@ void DataParallel::sync_gradients(int64_t local, int64_t global) {
     ++stats_.all_reduces;
     off = 0;
     for (size_t k = i; k < j; ++k) {
-      Tensor& p = trainable_[k];
+      Tensor& p = active[k];
       p.set_grad(flat.narrow(0, off, p.numel()).reshape(p.shape()).clone());
       off += p.numel();
     }

@@ -38,8 +38,8 @@ class DataParallel {
 
   // After backward: every trainable parameter's gradient becomes Σ_ranks (local / global) · grad,
   // i.e. the gradient of the mean over the global batch when each rank's loss is the mean over
-  // its `local_examples` of the `global_examples`. A parameter without a gradient counts as zero
-  // (and gets one), so every rank reduces the same tensors.
+  // its `local_examples` of the `global_examples`. A parameter without a gradient on this rank
+  // counts as zero where another rank has one; one that no rank gave a gradient keeps none.
   void sync_gradients(int64_t local_examples, int64_t global_examples);
 
   // Σ_ranks (local / global) · value: a loss for logging, averaged like the gradients.

@@ -29,6 +29,9 @@ int collectives(dist::Communicator& c) {
   Tensor b = Tensor::full({4}, r == 1 ? 7.0 : -1.0);
   c.broadcast_(b, 1);
   PEFT_CHECK(b.to_vector<double>() == std::vector<double>(4, 7.0), "broadcast: ", b.to_string());
+  Tensor h = Tensor::full({3}, r == 0 ? 1.5 : 0.0).to(DType::BF16);  // a broadcast moves bytes of any dtype
+  c.broadcast_(h, 0);
+  PEFT_CHECK(h.to(DType::F32).to_vector<double>() == std::vector<double>(3, 1.5), "BF16 broadcast");
   const auto g = c.all_gather(static_cast<uint64_t>(10 + r));
   for (int i = 0; i < k; ++i) PEFT_CHECK(g[static_cast<size_t>(i)] == static_cast<uint64_t>(10 + i), "all_gather");
   PEFT_CHECK(c.broadcast_string(r == 0 ? "from rank 0" : "x") == "from rank 0", "broadcast_string");
@@ -66,6 +69,18 @@ int sync(dist::Communicator& c) {
   Tensor w0 = w.clone();
   c.broadcast_(w0, 0);
   PEFT_CHECK(max(abs(sub(w, w0))).item() == 0, "weights differ from rank 0's after the constructor");
+  // A parameter used on rank 0 only gets the global gradient everywhere; one no rank used keeps none.
+  auto two = std::make_shared<nn::Sequential>();
+  two->push_back(std::make_shared<nn::Linear>(2, 1));
+  two->push_back(std::make_shared<nn::Linear>(2, 1));
+  two->push_back(std::make_shared<nn::Linear>(2, 1));
+  DataParallel dp2(*two, c);
+  if (c.rank() == 0) sum(two->child("1")->forward(Tensor::ones({1, 2}))).backward();
+  sum(two->child("0")->forward(Tensor::ones({1, 2}))).backward();
+  dp2.sync_gradients(1, c.size());
+  PEFT_CHECK(two->child("1")->param("weight").grad().defined(), "rank 0's gradient did not reach rank ", c.rank());
+  PEFT_CHECK(std::abs(two->child("1")->param("bias").grad().item() - 1.0 / c.size()) < 1e-6, "weighted grad");
+  PEFT_CHECK(!two->child("2")->param("weight").grad().defined(), "an unused parameter got a gradient");
   if (c.rank() == 0) std::printf("sync ok: grad %.6f, %lld bytes per step\n", want, static_cast<long long>(dp.bytes_per_step()));
   return 0;
 }

@@ -138,11 +138,17 @@ TEST_CASE("dist under mpirun: a failing, hung or mismatched rank ends the job wi
     CHECK_THAT(r.output, Catch::Contains("rank 0 of 2: all_reduce_ did not complete within"));
     CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(60));  // rank 1 would sleep 120 s
   }
+  SECTION("a bad PEFT_DIST_TIMEOUT is reported before MPI starts") {
+    auto r = run("PEFT_DIST_TIMEOUT=abc " + np2 + "-x PEFT_DIST_TIMEOUT " + PEFT_DIST_WORKER + " collectives");
+    INFO(r.output);
+    CHECK(r.status != 0);
+    CHECK_THAT(r.output, Catch::Contains("PEFT_DIST_TIMEOUT must be a number of seconds in (0, 1e6], got 'abc'"));
+  }
   SECTION("ranks whose models differ") {
     auto r = run(np2 + PEFT_DIST_WORKER + " mismatch");
     INFO(r.output);
     CHECK(r.status != 0);
     CHECK_THAT(r.output, Catch::Contains("the ranks' models differ (ranks 1 differ from rank 0): rank 0 has "
-                                         "\"(nothing)\" where rank 1 has \"parameter 1.weight [3, 3] F32 trainable\""));
+                                         "\"(nothing)\" where rank 1 has \"parameter 1.weight [3, 3] F32 cpu trainable\""));
   }
 }

@@ -175,6 +175,9 @@ TEST_CASE("hf t5: bad inputs and configs are refused", "[hf][t5][errors]") {
   REQUIRE_THROWS_WITH(hf::seq2seq_lm_from_config(config(R"(, "feed_forward_proj": "swiglu")")),
                       Catch::Contains("not supported"));
   REQUIRE_THROWS_WITH(hf::seq2seq_lm_from_config(config(R"(, "dropout_rate": 1.5)")), Catch::Contains("dropout_rate"));
+  REQUIRE_THROWS_WITH(hf::seq2seq_lm_from_config(
+                          config(R"(, "relative_attention_num_buckets": 32, "relative_attention_max_distance": 16)")),
+                      Catch::Contains("above half the buckets"));
 }
 
 TEST_CASE("hf t5: dropout_rate applies in training mode only", "[hf][t5]") {

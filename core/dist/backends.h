@@ -44,8 +44,8 @@ class Watched {
   Watchdog& w_;
 };
 
-// The MPI datatype-independent description of a tensor for a collective: checks that it is
-// contiguous and of a dtype the backends reduce.
-void check_collective_tensor(const Tensor& t, const char* op);
+// A tensor a collective can take: defined, contiguous, with data; `reduced`: of a dtype the
+// backends reduce (F32, F64, I64; a broadcast moves bytes of any dtype).
+void check_collective_tensor(const Tensor& t, const char* op, bool reduced);
 
 }  // namespace peft::dist::detail

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <atomic>
 #include <mutex>
 
 #include "core/dist/backends.h"
@@ -17,9 +18,9 @@ class SingleCommunicator final : public Communicator {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   std::string backend() const override { return "single"; }
-  void all_reduce_(Tensor& t, ReduceOp) override { detail::check_collective_tensor(t, "all_reduce_"); }
+  void all_reduce_(Tensor& t, ReduceOp) override { detail::check_collective_tensor(t, "all_reduce_", true); }
   void broadcast_(Tensor& t, int root) override {
-    detail::check_collective_tensor(t, "broadcast_");
+    detail::check_collective_tensor(t, "broadcast_", false);
     PEFT_CHECK(root == 0, "broadcast_: root ", root, " is not a rank of a one-process group");
   }
   std::vector<uint64_t> all_gather(uint64_t value) override { return {value}; }
@@ -50,7 +51,23 @@ int launcher_size() {
   return 0;
 }
 
+// PEFT_DIST_TIMEOUT, checked before MPI starts (a bad value must not leave MPI half set up).
+std::chrono::milliseconds timeout_from_env() {
+  const char* t = std::getenv("PEFT_DIST_TIMEOUT");
+  if (!t || !*t) return std::chrono::milliseconds(300000);
+  char* end = nullptr;
+  const double s = std::strtod(t, &end);
+  // Up to ~11.5 days: the watchdog adds it to a steady-clock time in nanoseconds.
+  PEFT_CHECK(end && *end == 0 && s > 0 && s <= 1e6, "PEFT_DIST_TIMEOUT must be a number of seconds in (0, 1e6], got '",
+             t, "'");
+  return std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
+}
+
+// Set once world() has made the group: run_guarded reports through it without making one.
+std::atomic<Communicator*> made_world{nullptr};
+
 std::unique_ptr<Communicator> make_world() {
+  const std::chrono::milliseconds timeout = timeout_from_env();
   const int announced = launcher_size();
   std::unique_ptr<Communicator> c;
   if (announced > 0 && built_with_mpi()) {
@@ -61,12 +78,7 @@ std::unique_ptr<Communicator> make_world() {
                "it required); refusing to run ", announced, " unrelated copies");
     c = std::make_unique<SingleCommunicator>();
   }
-  if (const char* t = std::getenv("PEFT_DIST_TIMEOUT"); t && *t) {
-    char* end = nullptr;
-    const double s = std::strtod(t, &end);
-    PEFT_CHECK(end && *end == 0 && s > 0, "PEFT_DIST_TIMEOUT must be a positive number of seconds, got '", t, "'");
-    c->set_timeout(std::chrono::milliseconds(static_cast<int64_t>(s * 1000)));
-  }
+  c->set_timeout(timeout);
   return c;
 }
 
@@ -91,7 +103,10 @@ bool built_with_nccl() {
 Communicator& world() {
   static std::unique_ptr<Communicator> w;
   static std::once_flag once;
-  std::call_once(once, [] { w = make_world(); });
+  std::call_once(once, [] {
+    w = make_world();
+    made_world = w.get();
+  });
   return *w;
 }
 
@@ -105,11 +120,7 @@ int run_guarded(const std::function<int()>& fn) {
   try {
     return fn();
   } catch (const std::exception& e) {
-    Communicator* w = nullptr;
-    try {
-      w = &world();
-    } catch (const std::exception&) {
-    }
+    Communicator* w = made_world.load();  // never starts MPI from an error path
     if (w && w->size() > 1) w->abort(e.what(), 1);  // ends every rank, naming this one
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
@@ -135,11 +146,12 @@ namespace detail {
 std::unique_ptr<Communicator> make_mpi() { PEFT_ERROR("this build of peft.cpp has no MPI backend"); }
 #endif
 
-void check_collective_tensor(const Tensor& t, const char* op) {
+void check_collective_tensor(const Tensor& t, const char* op, bool reduced) {
   PEFT_CHECK(t.defined(), op, ": undefined tensor");
   PEFT_CHECK(t.is_contiguous(), op, ": the tensor must be contiguous (shape ", shape_str(t.shape()), ")");
-  PEFT_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64 || t.dtype() == DType::I64, op, ": dtype ",
-             dtype_name(t.dtype()), " is not reduced (F32, F64, I64)");
+  if (reduced)
+    PEFT_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64 || t.dtype() == DType::I64, op, ": dtype ",
+               dtype_name(t.dtype()), " is not reduced (F32, F64, I64)");
   PEFT_CHECK(!t.device().is_meta(), op, ": a meta tensor has no data");
 }
 
@@ -170,7 +182,9 @@ void Watchdog::loop() {
   while (!stop_) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     const int64_t d = deadline_ns_;
-    if (d != 0 && now_ns() > d) on_timeout_(ctx_, op_.load(), static_cast<double>(now_ns() - start_ns_) * 1e-9);
+    // Re-read after the clock: a collective that ended (or a new one that began) meanwhile is not a timeout.
+    if (d != 0 && now_ns() > d && deadline_ns_ == d)
+      on_timeout_(ctx_, op_.load(), static_cast<double>(now_ns() - start_ns_) * 1e-9);
   }
 }
 

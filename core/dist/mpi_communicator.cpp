@@ -62,7 +62,7 @@ class MpiCommunicator final : public Communicator {
   std::string backend() const override { return "mpi"; }
 
   void all_reduce_(Tensor& t, ReduceOp op) override {
-    check_collective_tensor(t, "all_reduce_");
+    check_collective_tensor(t, "all_reduce_", true);
     Tensor host = t.device().is_cpu() ? t : t.to(Device::cpu());
     {
       Watched w(*watchdog_, "all_reduce_", timeout());
@@ -93,17 +93,16 @@ class MpiCommunicator final : public Communicator {
   }
 
   void broadcast_(Tensor& t, int root) override {
-    check_collective_tensor(t, "broadcast_");
+    check_collective_tensor(t, "broadcast_", false);
     PEFT_CHECK(root >= 0 && root < size_, "broadcast_: root ", root, " is not a rank of ", size_);
     Tensor host = t.device().is_cpu() ? t : t.to(Device::cpu());
     {
+      // Bytes, whatever the dtype (BF16 / F16 weights included).
       Watched w(*watchdog_, "broadcast_", timeout());
       char* p = static_cast<char*>(host.raw_data());
-      const size_t elem = dtype_size(host.dtype());
-      for (int64_t done = 0, n = host.numel(); done < n;) {
+      for (int64_t done = 0, n = static_cast<int64_t>(host.nbytes()); done < n;) {
         const int count = static_cast<int>(std::min<int64_t>(n - done, INT_MAX / 2));
-        check_mpi(MPI_Bcast(p + static_cast<size_t>(done) * elem, count, mpi_type(host.dtype()), root, MPI_COMM_WORLD),
-                  "MPI_Bcast");
+        check_mpi(MPI_Bcast(p + done, count, MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");
         done += count;
       }
     }

@@ -31,8 +31,9 @@ T5Dims T5Dims::from(const HfConfig& c) {
   d.buckets = c.get_int("relative_attention_num_buckets", 32);
   d.max_distance = c.get_int("relative_attention_max_distance", 128);
   PEFT_CHECK(d.vocab > 0 && d.d_model > 0 && d.d_kv > 0 && d.d_ff > 0 && d.heads > 0 && d.layers >= 0 &&
-                 d.decoder_layers >= 0 && d.buckets >= 4 && d.max_distance > d.buckets / 4,
-             c.source(), ": sizes must be positive (and relative_attention_max_distance above a quarter of the buckets)");
+                 d.decoder_layers >= 0 && d.buckets >= 4 && d.max_distance > d.buckets / 2,
+             c.source(), ": sizes must be positive, and relative_attention_max_distance above half the buckets (the "
+             "decoder's exact range; at or below it the logarithmic buckets divide by log(1) = 0)");
   d.eps = c.get_double("layer_norm_epsilon", 1e-6);
   d.dropout = c.get_double("dropout_rate", 0.1);
   PEFT_CHECK(d.dropout >= 0 && d.dropout < 1, c.source(), ": dropout_rate ", d.dropout, " must be in [0, 1)");

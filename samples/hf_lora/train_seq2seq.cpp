@@ -102,8 +102,8 @@ int run_train_seq2seq(const TrainOptions& opt) {
   }
   const std::vector<Pair> pairs = read_pairs(tok, opt);
   auto m = hf::seq2seq_from_pretrained(opt.model, load);
-  PEFT_CHECK(tok.vocab_size() <= m->vocab_size(), "the tokenizer has ", tok.vocab_size(),
-             " tokens but the model's vocabulary only ", m->vocab_size());
+  PEFT_CHECK(tok.vocab_size() <= m->dims().vocab, "the tokenizer has ", tok.vocab_size(),
+             " tokens but the model's vocabulary only ", m->dims().vocab);
   LoraConfig cfg;
   cfg.task_type = "SEQ_2_SEQ_LM";
   cfg.r = opt.r;
