@@ -42,6 +42,24 @@ int64_t pick(std::vector<double> logits, const GenerationConfig& c, Generator& g
   return order[static_cast<size_t>(keep - 1)];
 }
 
+// One step for every row: the next token from its logits (B, V) — pad_token_id once the row has
+// met eos — appended to rows; true when every row is done.
+bool append_next_tokens(const Tensor& logits, const GenerationConfig& c, Generator& gen, std::vector<bool>& done,
+                        std::vector<std::vector<int64_t>>& rows) {
+  const auto all = logits.to_vector<double>();
+  const int64_t V = logits.size(1);
+  for (size_t b = 0; b < rows.size(); ++b) {
+    int64_t tok = c.pad_token_id;
+    if (!done[b]) {
+      const auto row = all.begin() + static_cast<std::ptrdiff_t>(b) * V;
+      tok = pick(std::vector<double>(row, row + V), c, gen);
+      if (c.eos_token_id && tok == *c.eos_token_id) done[b] = true;
+    }
+    rows[b].push_back(tok);
+  }
+  return std::all_of(done.begin(), done.end(), [](bool d) { return d; });
+}
+
 void check_generate_args(const Tensor& input_ids, const GenerationConfig& c) {
   PEFT_CHECK(c.max_new_tokens >= 0, "generate: max_new_tokens must be >= 0, got ", c.max_new_tokens);
   if (c.do_sample) {
@@ -90,18 +108,9 @@ Tensor generate(CausalLM& model, const Tensor& input_ids, const Tensor& attentio
       const Tensor pos = positions_from_mask(full_mask).slice(1, past, len).contiguous();
       const Tensor step_ids = Tensor::from_vector(flat(rows, past), {B, n}).to(dev);
       const Tensor logits = model.logits_step(step_ids, full_mask.to(dev), pos, cache).select(1, n - 1);
-      const auto all = logits.to_vector<double>();
-      const int64_t V = logits.size(1);
-      for (int64_t b = 0; b < B; ++b) {
-        int64_t tok = c.pad_token_id;
-        if (!done[b]) {
-          tok = pick(std::vector<double>(all.begin() + b * V, all.begin() + (b + 1) * V), c, gen);
-          if (c.eos_token_id && tok == *c.eos_token_id) done[b] = true;
-        }
-        rows[b].push_back(tok);
-        mrows[b].push_back(1);
-      }
-      if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
+      const bool finished = append_next_tokens(logits, c, gen, done, rows);
+      for (auto& m : mrows) m.push_back(1);
+      if (finished) break;
     }
   } catch (...) {
     model.train(was_training);
@@ -131,17 +140,7 @@ Tensor generate(T5ForConditionalGeneration& model, const Tensor& input_ids, cons
       std::vector<int64_t> flat;
       for (const auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
       const Tensor logits = model.decode(Tensor::from_vector(flat, {B, len}).to(dev), enc, mask).select(1, len - 1);
-      const auto all = logits.to_vector<double>();
-      const int64_t V = logits.size(1);
-      for (int64_t b = 0; b < B; ++b) {
-        int64_t tok = c.pad_token_id;
-        if (!done[b]) {
-          tok = pick(std::vector<double>(all.begin() + b * V, all.begin() + (b + 1) * V), c, gen);
-          if (c.eos_token_id && tok == *c.eos_token_id) done[b] = true;
-        }
-        rows[b].push_back(tok);
-      }
-      if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
+      if (append_next_tokens(logits, c, gen, done, rows)) break;
     }
   } catch (...) {
     model.train(was_training);

@@ -78,6 +78,25 @@ std::vector<std::vector<int64_t>> training_blocks(const io::Tokenizer& tok, cons
   return blocks;
 }
 
+hf::LoadOptions load_options(const TrainOptions& opt) {
+  hf::LoadOptions load;
+  load.device = opt.device;
+  if (opt.bf16) {
+    PEFT_CHECK(!opt.device.is_cpu(), "--bf16 needs --device cuda (BF16 math runs on CUDA only)");
+    load.dtype = DType::BF16;
+  }
+  return load;
+}
+
+LoraConfig lora_config(const TrainOptions& opt, const std::string& task_type) {
+  LoraConfig cfg;
+  cfg.task_type = task_type;
+  cfg.r = opt.r;
+  cfg.lora_alpha = opt.lora_alpha;
+  cfg.lora_dropout = opt.lora_dropout;
+  return cfg;
+}
+
 void train_loop(PeftModel& pm, size_t examples, const TrainOptions& opt, const BatchLoss& batch_loss,
                 int64_t units_per_example, const char* unit) {
   const int64_t steps_per_epoch = (static_cast<int64_t>(examples) + opt.batch_size - 1) / opt.batch_size;
@@ -125,23 +144,12 @@ int run_train(const TrainOptions& opt) {
   text << in.rdbuf();
   const io::Tokenizer tok = io::Tokenizer::from_pretrained(opt.model);
 
-  hf::LoadOptions load;
-  load.device = opt.device;
-  if (opt.bf16) {
-    PEFT_CHECK(!opt.device.is_cpu(), "--bf16 needs --device cuda (BF16 math runs on CUDA only)");
-    load.dtype = DType::BF16;
-  }
-  auto lm = hf::from_pretrained(opt.model, load);
+  auto lm = hf::from_pretrained(opt.model, load_options(opt));
   PEFT_CHECK(tok.vocab_size() <= lm->vocab_size(), "the tokenizer has ", tok.vocab_size(),
              " tokens but the model's vocabulary only ", lm->vocab_size());
   const std::vector<std::vector<int64_t>> blocks = training_blocks(tok, text.str(), opt.block_size);
 
-  LoraConfig cfg;
-  cfg.task_type = "CAUSAL_LM";
-  cfg.r = opt.r;
-  cfg.lora_alpha = opt.lora_alpha;
-  cfg.lora_dropout = opt.lora_dropout;
-  auto pm = get_peft_model(lm, cfg);
+  auto pm = get_peft_model(lm, lora_config(opt, "CAUSAL_LM"));
   const auto [trainable, all] = pm->get_nb_trainable_parameters();
   std::printf("%zu blocks of %lld tokens; trainable params %lld of %lld\n", blocks.size(),
               static_cast<long long>(opt.block_size), static_cast<long long>(trainable), static_cast<long long>(all));

@@ -28,6 +28,11 @@ std::vector<std::vector<int64_t>> training_blocks(const peft::io::Tokenizer& tok
 
 int run_train(const TrainOptions& options);
 
+// The model's LoadOptions (--device, --bf16 → BF16, refused on the CPU) and the LoraConfig
+// (--r, --lora-alpha, --lora-dropout; PEFT's default targets) of `task_type`: both trainers'.
+peft::nn::hf::LoadOptions load_options(const TrainOptions& options);
+peft::LoraConfig lora_config(const TrainOptions& options, const std::string& task_type);
+
 // The mean loss of examples order[first, last) as one batch, with gradients unless NoGradGuard.
 using BatchLoss = std::function<peft::Tensor(const std::vector<size_t>& order, size_t first, size_t last)>;
 

@@ -94,22 +94,12 @@ double mean_example_loss(hf::T5ForConditionalGeneration& m, const std::vector<Pa
 
 int run_train_seq2seq(const TrainOptions& opt) {
   const io::Tokenizer tok = io::Tokenizer::from_pretrained(opt.model);
-  hf::LoadOptions load;
-  load.device = opt.device;
-  if (opt.bf16) {
-    PEFT_CHECK(!opt.device.is_cpu(), "--bf16 needs --device cuda (BF16 math runs on CUDA only)");
-    load.dtype = DType::BF16;
-  }
+  const hf::LoadOptions load = load_options(opt);  // --bf16 refused on the CPU before the data is read
   const std::vector<Pair> pairs = read_pairs(tok, opt);
   auto m = hf::seq2seq_from_pretrained(opt.model, load);
   PEFT_CHECK(tok.vocab_size() <= m->dims().vocab, "the tokenizer has ", tok.vocab_size(),
              " tokens but the model's vocabulary only ", m->dims().vocab);
-  LoraConfig cfg;
-  cfg.task_type = "SEQ_2_SEQ_LM";
-  cfg.r = opt.r;
-  cfg.lora_alpha = opt.lora_alpha;
-  cfg.lora_dropout = opt.lora_dropout;
-  auto pm = get_peft_model(m, cfg);
+  auto pm = get_peft_model(m, lora_config(opt, "SEQ_2_SEQ_LM"));
   const auto [trainable, all] = pm->get_nb_trainable_parameters();
   std::printf("%zu source/target pairs; trainable params %lld of %lld\n", pairs.size(),
               static_cast<long long>(trainable), static_cast<long long>(all));
