@@ -72,11 +72,16 @@ class PeftModel : public nn::Module {
   // The user's model without adapter layers (weights as before injection).
   nn::ModulePtr unload() { return base_model()->unload_impl(false, false); }
 
-  // A new adapter combined from existing ones ("linear" | "cat" | "svd"); frozen, not active.
+  // A new adapter combined from existing ones (see WeightedAdapterOptions for the types); frozen, not active.
   void add_weighted_adapter(const std::vector<std::string>& adapters, const std::vector<double>& weights,
                             const std::string& adapter_name, const std::string& combination_type = "svd",
                             std::optional<int64_t> svd_rank = std::nullopt) {
     peft::add_weighted_adapter(*base_model(), adapters, weights, adapter_name, combination_type, svd_rank);
+  }
+  // Every combination type and option of PEFT's add_weighted_adapter (adapters/weighted_adapter.h).
+  void add_weighted_adapter(const std::vector<std::string>& adapters, const std::vector<double>& weights,
+                            const std::string& adapter_name, const WeightedAdapterOptions& options) {
+    peft::add_weighted_adapter(*base_model(), adapters, weights, adapter_name, options);
   }
 
   // ---- PEFT-compatible files

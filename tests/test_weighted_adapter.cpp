@@ -81,3 +81,61 @@ TEST_CASE("add_weighted_adapter refuses unknown adapters, mixed ranks for linear
                     Catch::Contains("Invalid combination_type: ties_magic"));
   CHECK(pm->peft_config().count("x") == 0);
 }
+
+TEST_CASE("add_weighted_adapter refuses options that do not apply and leaves the model as it was",
+          "[lora][weighted][errors]") {
+  auto pm = two_adapters(4, 4);
+  auto refused = [&](WeightedAdapterOptions o, const std::string& message) {
+    INFO(o.combination_type << ": " << message);
+    CHECK_THROWS_WITH(pm->add_weighted_adapter({"default", "other"}, {1, 1}, "x", o), Catch::Contains(message));
+    CHECK(pm->peft_config().count("x") == 0);
+    CHECK_FALSE(pm->model()->get_submodule("lin0")->child("lora_A")->has_child("x"));
+  };
+  WeightedAdapterOptions o;
+  o.combination_type = "linear";
+  o.density = 0.5;
+  refused(o, "density applies to ties");
+  o.combination_type = "ties";
+  o.density.reset();
+  refused(o, "needs a density");
+  o.density = -0.1;
+  refused(o, "Density should be >= 0, got -0.1");
+  o.combination_type = "dare_linear";
+  o.density = 0.0;
+  refused(o, "would divide by zero");
+  o.combination_type = "ties";
+  o.density = 0.5;
+  o.majority_sign_method = "median";
+  refused(o, "Unimplemented mask method \"median\"");
+  o.combination_type = "magnitude_prune";
+  o.majority_sign_method = "frequency";
+  refused(o, "majority_sign_method applies to ties, dare_ties");
+  o.majority_sign_method = "total";
+  o.svd_rank = 2;
+  refused(o, "apply to the *svd combination types");
+  o.combination_type = "svd";
+  o.density.reset();
+  o.svd_clamp = 1.5;
+  refused(o, "svd_clamp is a quantile in [0, 1]");
+}
+
+TEST_CASE("a layer that cannot be combined takes the new adapter away again", "[lora][weighted][errors]") {
+  // Both adapters have r = 4, so PEFT's rank check passes, but rank_pattern gives lin1 rank 2 in
+  // one of them: ties merges A's of one shape only.
+  manual_seed(3);
+  LoraConfig a = random_config(4, 8);
+  a.rank_pattern = {{"lin1", 2}};
+  auto pm = get_peft_model(std::make_shared<TwoLinear>(), a);
+  pm->add_adapter("other", random_config(4, 4));
+  WeightedAdapterOptions o;
+  o.combination_type = "ties";
+  o.density = 0.5;
+  CHECK_THROWS_WITH(pm->add_weighted_adapter({"default", "other"}, {1, 1}, "x", o),
+                    Catch::Contains("layer 'lin1' has ranks 2 and 4"));
+  CHECK(pm->peft_config().count("x") == 0);
+  CHECK_FALSE(pm->model()->get_submodule("lin0")->child("lora_A")->has_child("x"));
+  // cat and svd combine those layers.
+  o.combination_type = "ties_svd";
+  pm->add_weighted_adapter({"default", "other"}, {1, 1}, "y", o);
+  CHECK(pm->peft_config().at("y").r == 4);
+}
