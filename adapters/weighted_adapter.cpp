@@ -47,7 +47,9 @@ Method method_of(const std::string& type) {
   return Method::TaskArithmetic;  // "linear", "svd" ("cat" never merges tasks)
 }
 
-void validate_options(const WeightedAdapterOptions& o) {
+}  // namespace
+
+void validate_weighted_adapter_options(const WeightedAdapterOptions& o) {
   const std::string& t = o.combination_type;
   PEFT_CHECK(combination_types().count(t), "Invalid combination_type: ", t);
   const Method m = method_of(t);
@@ -69,6 +71,8 @@ void validate_options(const WeightedAdapterOptions& o) {
   PEFT_CHECK(!o.svd_clamp || (*o.svd_clamp >= 0 && *o.svd_clamp <= 1), "svd_clamp is a quantile in [0, 1], got ",
              o.svd_clamp.value_or(0));
 }
+
+namespace {
 
 Eigen::MatrixXd matrix_of(const Tensor& t) {  // t viewed as (size(0), rest), in double
   const int64_t rows = t.size(0), cols = t.numel() / std::max<int64_t>(rows, 1);
@@ -149,6 +153,36 @@ int64_t weighted_adapter_rank(const std::vector<int64_t>& ranks, const WeightedA
     PEFT_CHECK(r == ranks[0], "All adapters must have the same r value when using combination_type linear, ties, "
                "dare_ties or dare_linear.");
   return ranks[0];
+}
+
+int64_t largest_rank(const LoraConfig& c) {
+  int64_t r = c.r;
+  for (const auto& kv : c.rank_pattern) r = std::max(r, kv.second);
+  return r;
+}
+
+LoraConfig weighted_adapter_config(const std::vector<const LoraConfig*>& configs, int64_t new_rank) {
+  PEFT_CHECK(!configs.empty(), "add_weighted_adapter: no adapters given");
+  bool any_regex = false, any_list = false;
+  for (const LoraConfig* c : configs) (c->target_modules.is_regex() ? any_regex : any_list) = true;
+  PEFT_CHECK(!(any_regex && any_list), "all adapter configs should follow the same target modules type. Combining "
+             "adapters with `target_modules` type being a mix of list/set and string is not supported.");
+  LoraConfig cfg = *configs[0];
+  cfg.r = new_rank;
+  cfg.lora_alpha = static_cast<double>(new_rank);
+  cfg.rank_pattern.clear();
+  cfg.alpha_pattern.clear();
+  if (any_regex) {
+    std::string joined;
+    for (const LoraConfig* c : configs) joined += (joined.empty() ? "(" : "|(") + c->target_modules.regex() + ")";
+    cfg.target_modules = Regex{joined};
+  } else {
+    std::set<std::string> u;
+    for (const LoraConfig* c : configs)
+      for (const auto& n : c->target_modules.names()) u.insert(n);
+    cfg.target_modules = std::vector<std::string>(u.begin(), u.end());
+  }
+  return cfg;
 }
 
 std::pair<Tensor, Tensor> combine_lora_factors(const std::vector<LoraFactors>& factors, int64_t new_rank,
@@ -257,7 +291,7 @@ void add_weighted_adapter(LoraModel& model, const std::vector<std::string>& adap
              " adapters and ", weights.size(), " weights");
   for (const auto& a : adapters) PEFT_CHECK(model.peft_config().count(a), "Adapter ", a, " does not exist");
   for (double w : weights) PEFT_CHECK(std::isfinite(w), "add_weighted_adapter: weight ", w, " is not finite");
-  validate_options(options_in);
+  validate_weighted_adapter_options(options_in);
   WeightedAdapterOptions options = options_in;
   if (adapters.size() == 1) options.combination_type = "linear";  // PEFT: one adapter can only be scaled
   // modules_to_save shared by several adapters cannot be combined.
@@ -270,32 +304,13 @@ void add_weighted_adapter(LoraModel& model, const std::vector<std::string>& adap
   PEFT_CHECK(shared == 0, "Cannot add weighted adapters if they target the same module with modules_to_save, but "
              "found ", shared, " such instance(s).");
   std::vector<int64_t> ranks;
-  bool any_regex = false, any_list = false;
+  std::vector<const LoraConfig*> configs;
   for (const auto& a : adapters) {
-    const LoraConfig& c = model.config(a);
-    int64_t r = c.r;
-    for (const auto& kv : c.rank_pattern) r = std::max(r, kv.second);
-    ranks.push_back(r);
-    (c.target_modules.is_regex() ? any_regex : any_list) = true;
+    configs.push_back(&model.config(a));
+    ranks.push_back(largest_rank(model.config(a)));
   }
   const int64_t new_rank = weighted_adapter_rank(ranks, options);
-  PEFT_CHECK(!(any_regex && any_list), "all adapter configs should follow the same target modules type. Combining "
-             "adapters with `target_modules` type being a mix of list/set and string is not supported.");
-  LoraConfig cfg = model.config(adapters[0]);
-  cfg.r = new_rank;
-  cfg.lora_alpha = static_cast<double>(new_rank);
-  cfg.rank_pattern.clear();
-  cfg.alpha_pattern.clear();
-  if (any_regex) {
-    std::string joined;
-    for (const auto& a : adapters) joined += (joined.empty() ? "(" : "|(") + model.config(a).target_modules.regex() + ")";
-    cfg.target_modules = Regex{joined};
-  } else {
-    std::set<std::string> u;
-    for (const auto& a : adapters)
-      for (const auto& n : model.config(a).target_modules.names()) u.insert(n);
-    cfg.target_modules = std::vector<std::string>(u.begin(), u.end());
-  }
+  const LoraConfig cfg = weighted_adapter_config(configs, new_rank);
   merging::RandomMask random_mask =
       options.random_mask ? options.random_mask
                           : merging::generator_mask(options.generator ? *options.generator : default_generator());

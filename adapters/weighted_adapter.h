@@ -66,8 +66,18 @@ std::pair<Tensor, Tensor> combine_lora_factors(const std::vector<LoraFactors>& f
                                                bool delta_transposed, const WeightedAdapterOptions& options,
                                                const merging::RandomMask& random_mask, const std::string& layer_name);
 
-// Validates `options` against the resolved combination type and returns the rank of the new
-// adapter from each input adapter's largest rank (PEFT's _check_add_weighted_adapter rules).
+// Refuses options that do not apply to options.combination_type (as requested: before the
+// single-adapter switch to "linear"), a missing density, and out-of-range values.
+void validate_weighted_adapter_options(const WeightedAdapterOptions& options);
+
+// The rank of the new adapter from each input adapter's largest rank (r or its rank_pattern),
+// by PEFT's _check_add_weighted_adapter rules for the resolved combination type.
 int64_t weighted_adapter_rank(const std::vector<int64_t>& adapter_ranks, const WeightedAdapterOptions& options);
+int64_t largest_rank(const LoraConfig& config);
+
+// The new adapter's config: the first input's with r = lora_alpha = new_rank, no rank or alpha
+// patterns, and the union of the inputs' target_modules (names: a sorted set; regexes: PEFT's
+// "(re1)|(re2)"). A mix of name lists and regexes is refused.
+LoraConfig weighted_adapter_config(const std::vector<const LoraConfig*>& configs, int64_t new_rank);
 
 }  // namespace peft

@@ -14,49 +14,13 @@
 #include <unistd.h>
 
 #include "peft.h"
+#include "cli_test_util.h"
 
 namespace fs = std::filesystem;
 using namespace peft;
+using namespace cli_test;
 
 namespace {
-
-fs::path cli_path() {
-  fs::path self = fs::read_symlink("/proc/self/exe");
-  for (const fs::path& p : {self.parent_path().parent_path() / "samples" / "peft",
-                            self.parent_path().parent_path() / "samples" / "peft_cli" / "peft",
-                            self.parent_path().parent_path() / "bin" / "peft"})
-    if (fs::exists(p)) return p;
-  FAIL("the peft binary was not found next to " << self.string() << " (build target peft_cli_bin)");
-  return {};
-}
-
-struct Result {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += (c == '\'') ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-Result run_cli(const std::vector<std::string>& args) {
-  std::string cmd = quote(cli_path().string());
-  for (const auto& a : args) cmd += " " + quote(a);
-  cmd += " 2>&1";
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 std::string case_dir(const std::string& name) { return std::string(PEFT_GOLDEN_DIR) + "/peft/" + name; }
 

@@ -3,6 +3,7 @@
 //   peft validate FILE.safetensors
 //   peft merge --base BASE.safetensors --adapter DIR --out OUT.safetensors [--adapter-name NAME]
 //   peft diff A.safetensors B.safetensors [--atol X]
+//   peft combine --adapter DIR --adapter DIR [...] --weights W1,W2[,...] --combination-type TYPE --out DIR
 // Exit codes: 0 success, 1 invalid input (a bad file, an adapter that cannot be merged, files
 // that differ), 2 usage. Merging works on tensors only (no model is built): the adapter keys
 // PEFT's save_pretrained writes are mapped onto the base state dict's "<module>.weight" keys and
@@ -22,18 +23,14 @@
 #include <vector>
 
 #include "peft.h"
+#include "cli_args.h"
+#include "combine.h"
 
 namespace fs = std::filesystem;
 using namespace peft;
+using namespace peft_cli;
 
 namespace {
-
-constexpr int kOk = 0, kInvalid = 1, kUsage = 2;
-
-// A usage error: the message, then exit 2.
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 const char* kMainHelp =
     "usage: peft <command> [options]\n"
@@ -45,6 +42,8 @@ const char* kMainHelp =
     "                                        merge a PEFT LoRA adapter into a base state dict\n"
     "  diff A.safetensors B.safetensors [--atol X]\n"
     "                                        compare two files; exit 1 when they differ beyond atol\n"
+    "  combine --adapter DIR --adapter DIR [...] --weights W1,W2[,...] --combination-type TYPE --out DIR\n"
+    "                                        a new adapter from weighted adapters (add_weighted_adapter)\n"
     "\n"
     "Run 'peft <command> --help' for a command's options. Exit codes: 0 ok, 1 invalid input, 2 usage.\n";
 
@@ -70,47 +69,6 @@ const char* kDiffHelp =
     "Lists keys only in A / only in B, shape or dtype differences and the max abs difference per tensor.\n"
     "Exit 1 when the files differ beyond atol (default 0).\n"
     "  --atol X   tolerance on the max abs difference\n";
-
-// Splits argv into positionals and --options; `valued` names the options that take a value.
-struct Args {
-  std::vector<std::string> positional;
-  std::map<std::string, std::string> options;
-  bool help = false;
-};
-
-Args parse_args(int argc, char** argv, int first, const std::set<std::string>& valued,
-                const std::set<std::string>& flags) {
-  Args a;
-  for (int i = first; i < argc; ++i) {
-    std::string s = argv[i];
-    if (s == "--help" || s == "-h") {
-      a.help = true;
-    } else if (s.size() > 2 && s.compare(0, 2, "--") == 0) {
-      std::string name = s, value;
-      bool has_value = false;
-      if (auto eq = s.find('='); eq != std::string::npos) {
-        name = s.substr(0, eq);
-        value = s.substr(eq + 1);
-        has_value = true;
-      }
-      if (valued.count(name)) {
-        if (!has_value) {
-          if (i + 1 >= argc) throw UsageError("option " + name + " needs a value");
-          value = argv[++i];
-        }
-        if (a.options.count(name)) throw UsageError("option " + name + " given twice");
-        a.options[name] = value;
-      } else if (flags.count(name) && !has_value) {
-        a.options[name] = "1";
-      } else {
-        throw UsageError("unknown option '" + s + "'");
-      }
-    } else {
-      a.positional.push_back(s);
-    }
-  }
-  return a;
-}
 
 std::string shape_text(const std::vector<int64_t>& shape) {
   std::string s = "[";
@@ -467,12 +425,16 @@ int run(int argc, char** argv) {
     const char* help;
     std::set<std::string> valued, flags;
     int (*fn)(const Args&);
+    std::set<std::string> repeatable = {};
   };
   static const std::map<std::string, Command> commands = {
       {"inspect", {kInspectHelp, {}, {"--json"}, cmd_inspect}},
       {"validate", {kValidateHelp, {}, {}, cmd_validate}},
       {"merge", {kMergeHelp, {"--base", "--adapter", "--out", "--adapter-name"}, {}, cmd_merge}},
       {"diff", {kDiffHelp, {"--atol"}, {}, cmd_diff}},
+      {"combine", {kCombineHelp, {"--weights", "--combination-type", "--density", "--majority-sign-method", "--svd-rank",
+                                  "--svd-clamp", "--seed", "--out"},
+                   {"--svd-reduced"}, cmd_combine, {"--adapter"}}},
   };
   auto it = commands.find(cmd);
   if (it == commands.end()) throw UsageError("unknown command '" + cmd + "'");
@@ -482,7 +444,7 @@ int run(int argc, char** argv) {
       std::cout << it->second.help;
       return kOk;
     }
-  Args a = parse_args(argc, argv, 2, it->second.valued, it->second.flags);
+  Args a = parse_args(argc, argv, 2, it->second.valued, it->second.flags, it->second.repeatable);
   try {
     return it->second.fn(a);
   } catch (const UsageError& e) {
