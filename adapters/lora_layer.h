@@ -5,6 +5,7 @@
 // update_layer() under names starting with "lora_", computes its output in forward(), and
 // implements get_delta_weight() (or merge()/unmerge()) if it can be merged.
 #pragma once
+#include <cmath>
 #include <map>
 #include <optional>
 #include <string>
@@ -37,6 +38,15 @@ class LoraLayer : public nn::Module {
   void set_adapter(const std::vector<std::string>& names);
   bool disabled() const { return disabled_; }
   void enable_adapters(bool enabled) { disabled_ = !enabled; }
+  // Hot-swapping (adapters/hotswap.h) writes another adapter's weights into this one's tensors and
+  // takes its scaling with them. r keeps describing the tensors (possibly padded); lora_alpha is
+  // set so that scaling() returns `scaling`.
+  void set_scaling(const std::string& name, double scaling) {
+    auto it = settings_.find(name);
+    PEFT_CHECK(it != settings_.end(), type_name(), ": no adapter named '", name, "'");
+    const double r = static_cast<double>(it->second.r);
+    it->second.lora_alpha = scaling * (it->second.use_rslora ? std::sqrt(r) : r);
+  }
   const std::vector<std::string>& merged_adapters() const { return merged_; }
   bool merged() const { return !merged_.empty(); }
 

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "adapters/dispatch.h"
+#include "adapters/model_status.h"
 #include "core/log.h"
 #include "core/ops.h"
 
@@ -343,14 +344,26 @@ void LoraModel::unmerge_adapter() {
   for (auto& [n, l] : lora_layers()) l->unmerge();
 }
 
-nn::ModulePtr LoraModel::unload_impl(bool merge, bool safe_merge) {
-  if (merge) merge_adapter(safe_merge, active_);
+nn::ModulePtr LoraModel::unload_impl(bool merge, bool safe_merge, const std::vector<std::string>& adapter_names,
+                                     bool keep_copies) {
+  for (const auto& n : adapter_names) PEFT_CHECK(configs_.count(n), "Adapter ", n, " not found.");
+  if (merge) merge_adapter(safe_merge, adapter_names.empty() ? active_ : adapter_names);
   for (auto& [n, l] : lora_layers()) model()->set_submodule(n, l->base_layer());
+  // PEFT's ModulesToSaveWrapper.unload_and_optionally_merge_module: the trained copy is what the
+  // model computed with, so unload() keeps it too (not only merge_and_unload()).
   for (auto& [n, w] : wrappers()) {
-    nn::ModulePtr keep = (merge && !w->active_adapter().empty()) ? w->copies()[w->active_adapter()] : w->original_module();
-    model()->set_submodule(n, keep);
+    const bool copy = keep_copies && !w->active_adapter().empty();
+    model()->set_submodule(n, copy ? w->copies()[w->active_adapter()] : w->original_module());
   }
   return model();
+}
+
+void LoraModel::enable_adapter_layers() { set_adapter_layers_enabled(*this, true); }
+void LoraModel::disable_adapter_layers() { set_adapter_layers_enabled(*this, false); }
+
+void LoraModel::set_requires_grad(const std::vector<std::string>& adapter_names, bool requires_grad) {
+  for (const auto& n : adapter_names) PEFT_CHECK(configs_.count(n), "Adapter ", n, " not found.");
+  peft::set_requires_grad(*model(), adapter_names, requires_grad);
 }
 
 nn::ModulePtr inject_adapter_in_model(const LoraConfig& config_in, nn::ModulePtr model, const std::string& adapter_name) {

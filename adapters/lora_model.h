@@ -40,13 +40,24 @@ class LoraModel : public nn::Module {
   const std::vector<std::string>& targeted_module_names() const { return targeted_; }
   const std::vector<std::string>& active_adapters() const { return active_; }
   void set_adapter(const std::vector<std::string>& names);
+  // The enabled flag of every adapter layer and wrapper, nothing else (DisableAdapterGuard).
   void enable_adapter_layers(bool enabled);
+  // PEFT's enable_adapter_layers() / disable_adapter_layers(): the flag and requires_grad
+  // (adapters/model_status.h).
+  void enable_adapter_layers();
+  void disable_adapter_layers();
+  // PEFT's set_requires_grad; every name must be an adapter of this model.
+  void set_requires_grad(const std::vector<std::string>& adapter_names, bool requires_grad = true);
   void delete_adapter(const std::string& name);
   void merge_adapter(bool safe_merge = false, const std::vector<std::string>& names = {});
   void unmerge_adapter();
-  // Replaces every LoRA layer by its base layer (merged first when `merge`) and every
-  // modules_to_save wrapper by its active copy (merge) or original (unload); returns the model.
-  nn::ModulePtr unload_impl(bool merge, bool safe_merge);
+  // PEFT's _unload_and_optionally_merge: every LoRA layer becomes its base layer, merged first
+  // when `merge` (with `adapter_names`, those adapters; else the active ones), and every
+  // modules_to_save wrapper becomes its active adapter's trained copy, merging or not (its
+  // original when no adapter of it is active). Names are checked before anything changes. With
+  // `keep_copies` false the wrappers give back their originals (rolling back a failed load).
+  nn::ModulePtr unload_impl(bool merge, bool safe_merge, const std::vector<std::string>& adapter_names = {},
+                            bool keep_copies = true);
 
   // Every LoRA layer / wrapper in the model with its dotted name (relative to model()).
   std::vector<std::pair<std::string, std::shared_ptr<LoraLayer>>> lora_layers() const;

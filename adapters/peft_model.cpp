@@ -266,6 +266,8 @@ void PeftModel::load_adapter(const std::string& dir, const std::string& name, bo
   for (auto& [n, p] : named_parameters()) flags.emplace_back(p, p.requires_grad());
   base_model()->inject_adapter(cfg, name);
   try {
+    // PEFT: the new adapter is not active, so it starts frozen; is_trainable makes it trainable.
+    if (is_trainable) set_requires_grad({name}, true);
     base_model()->cast_adapter_dtype(name);  // before loading, so F32 files are not rounded to BF16
     load_adapter_state(*model(), state, name, *w);
   } catch (...) {
@@ -296,7 +298,7 @@ std::shared_ptr<PeftModel> PeftModel::from_pretrained(nn::ModulePtr model, const
   try {
     load_adapter_state(*pm->model(), state, adapter_name, *w);
   } catch (...) {
-    pm->unload();  // the user's model gets its own layers back
+    pm->base_model()->unload_impl(false, false, {}, false);  // the user's model gets its own layers back
     for (auto& [p, rg] : flags) p.set_requires_grad(rg);
     throw;
   }

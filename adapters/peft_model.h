@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "adapters/lora_model.h"
+#include "adapters/model_status.h"
 #include "adapters/weighted_adapter.h"
 
 namespace peft {
@@ -68,9 +69,26 @@ class PeftModel : public nn::Module {
   }
   void unmerge_adapter() { base_model()->unmerge_adapter(); }
   // The user's model with merged weights and no adapter layers; this PeftModel is spent.
-  nn::ModulePtr merge_and_unload(bool safe_merge = false) { return base_model()->unload_impl(true, safe_merge); }
-  // The user's model without adapter layers (weights as before injection).
+  // adapter_names: merge those adapters (default: the active ones); unknown names are refused
+  // before anything changes (PEFT skips them). modules_to_save: the active adapter's copy stays.
+  nn::ModulePtr merge_and_unload(bool safe_merge = false, const std::vector<std::string>& adapter_names = {}) {
+    return base_model()->unload_impl(true, safe_merge, adapter_names);
+  }
+  // The user's model without adapter layers: base weights as they are (unmerged adapters are
+  // dropped), but, as PEFT, each modules_to_save module is its active adapter's trained copy.
   nn::ModulePtr unload() { return base_model()->unload_impl(false, false); }
+
+  // PEFT's enable_adapter_layers / disable_adapter_layers: unlike disable_adapter(), these also
+  // freeze (disable) or re-enable (enable: active adapters only) the adapters' requires_grad.
+  void enable_adapter_layers() { base_model()->enable_adapter_layers(); }
+  void disable_adapter_layers() { base_model()->disable_adapter_layers(); }
+  // PEFT's set_requires_grad: the named adapters' tensors (and modules_to_save copies) only.
+  void set_requires_grad(const std::vector<std::string>& adapter_names, bool requires_grad = true) {
+    base_model()->set_requires_grad(adapter_names, requires_grad);
+  }
+  // PEFT's get_layer_status / get_model_status (adapters/model_status.h).
+  std::vector<TunerLayerStatus> get_layer_status() { return peft::get_layer_status(*this); }
+  TunerModelStatus get_model_status() { return peft::get_model_status(*this); }
 
   // A new adapter combined from existing ones (see WeightedAdapterOptions for the types); frozen, not active.
   void add_weighted_adapter(const std::vector<std::string>& adapters, const std::vector<double>& weights,
