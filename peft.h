@@ -35,6 +35,7 @@
 #include "adapters/dispatch.h"
 #include "adapters/hotswap.h"
 #include "adapters/lora_config.h"
+#include "adapters/lora_init.h"
 #include "adapters/lora_layer.h"
 #include "adapters/lora_model.h"
 #include "adapters/mixed_batch.h"

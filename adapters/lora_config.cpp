@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "adapters/lora_init.h"
 #include "io/atomic_file.h"
 
 namespace peft {
@@ -98,6 +99,7 @@ LoraLayerSettings LoraConfig::settings_for(const std::string& module_name) const
   if (auto* p = find_pattern(alpha_pattern, module_name)) s.lora_alpha = p->second;
   s.lora_dropout = lora_dropout;
   s.init = init_lora_weights;
+  s.pissa_niter = pissa_niter;
   s.use_rslora = use_rslora;
   s.use_dora = use_dora;
   s.lora_bias = lora_bias;
@@ -189,10 +191,10 @@ void LoraConfig::validate() const {
   PEFT_CHECK(!(layers_pattern && !layers_pattern->empty() && (!layers_to_transform || layers_to_transform->empty())),
              "When `layers_pattern` is specified, `layers_to_transform` must also be specified. ");
   if (lora_bias) {
-    // PEFT: True or False (both leave the LoRA bias well defined); "gaussian" is refused.
-    PEFT_CHECK(init_lora_weights != LoraInit::Gaussian,
+    // PEFT: True or False (both leave the LoRA bias well defined); every string init is refused.
+    PEFT_CHECK(init_lora_weights == LoraInit::Default || init_lora_weights == LoraInit::Random,
                "The argument lora_bias=True is only supported with init_lora_weights=True or False, got "
-               "init_lora_weights=gaussian instead.");
+               "init_lora_weights=", init_lora_weights_name(init_lora_weights, pissa_niter), " instead.");
     PEFT_CHECK(!use_dora, "The argument lora_bias=True is not supported for DoRA, please pass use_dora=False");
   }
   for (const auto& kv : rank_pattern) check_user_regex(kv.first, "rank_pattern key");
@@ -206,8 +208,6 @@ void LoraConfig::validate() const {
 // ---------------------------------------------------------------- JSON
 
 namespace {
-const char* init_name(LoraInit i) { return i == LoraInit::Gaussian ? "gaussian" : ""; }
-
 // An alpha as PEFT writes it: the user's int stays an int (16, not 16.0). Only values an int64 holds
 // exactly are written so; anything else (fractions, 1e93, inf, NaN) stays a double — casting those
 // to an integer is undefined behaviour (found by fuzz_adapter_config).
@@ -237,8 +237,7 @@ nlohmann::json LoraConfig::to_json() const {
   j["target_modules"] = target_modules.to_json();
   j["exclude_modules"] = exclude_modules.to_json();
   j["modules_to_save"] = modules_to_save ? nlohmann::json(*modules_to_save) : nlohmann::json(nullptr);
-  if (init_lora_weights == LoraInit::Gaussian) j["init_lora_weights"] = init_name(init_lora_weights);
-  else j["init_lora_weights"] = init_lora_weights == LoraInit::Default;
+  j["init_lora_weights"] = init_lora_weights_json(init_lora_weights, pissa_niter);
   j["use_rslora"] = use_rslora;
   j["use_dora"] = use_dora;
   j["lora_bias"] = lora_bias;
@@ -324,9 +323,7 @@ LoraConfig LoraConfig::from_json(const nlohmann::json& j, std::vector<std::strin
         c.modules_to_save = m;
       }
     } else if (k == "init_lora_weights") {
-      if (v.is_boolean()) c.init_lora_weights = v.get<bool>() ? LoraInit::Default : LoraInit::Random;
-      else if (v == "gaussian") c.init_lora_weights = LoraInit::Gaussian;
-      else PEFT_ERROR("adapter_config.json: init_lora_weights ", v.dump(), " is not supported (true, false or \"gaussian\")");
+      parse_init_lora_weights(v, c.init_lora_weights, c.pissa_niter);
     } else if (k == "use_rslora") c.use_rslora = get_typed<bool>(v, "use_rslora", "a boolean", &nlohmann::json::is_boolean);
     else if (k == "use_dora") c.use_dora = get_typed<bool>(v, "use_dora", "a boolean", &nlohmann::json::is_boolean);
     else if (k == "lora_bias") c.lora_bias = get_typed<bool>(v, "lora_bias", "a boolean", &nlohmann::json::is_boolean);

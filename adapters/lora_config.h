@@ -53,8 +53,10 @@ class ModuleSelector {
   std::optional<std::string> regex_;
 };
 
-// How lora_A (and lora_B) start: PEFT's init_lora_weights = True / "gaussian" / False.
-enum class LoraInit { Default, Gaussian, Random };
+// How lora_A (and lora_B) start: PEFT's init_lora_weights = True / "gaussian" / False, and the
+// data-driven inits of lora.Linear (adapters/lora_init.h): "pissa", "pissa_niter_N" (N in
+// pissa_niter), "olora" (these two rewrite the base weight), "orthogonal".
+enum class LoraInit { Default, Gaussian, Random, Pissa, PissaNiter, Olora, Orthogonal };
 
 // Per-adapter settings resolved for one layer (rank/alpha patterns applied).
 struct LoraLayerSettings {
@@ -62,6 +64,7 @@ struct LoraLayerSettings {
   double lora_alpha = 8;
   double lora_dropout = 0;
   LoraInit init = LoraInit::Default;
+  int64_t pissa_niter = 0;  // subspace iterations of "pissa_niter_N"
   bool use_rslora = false, use_dora = false, lora_bias = false;
   double scaling() const;
 };
@@ -90,6 +93,7 @@ struct LoraConfig {
   ModuleSelector exclude_modules;
   std::optional<std::vector<std::string>> modules_to_save;
   LoraInit init_lora_weights = LoraInit::Default;
+  int64_t pissa_niter = 0;  // N of init_lora_weights "pissa_niter_N" (LoraInit::PissaNiter)
   bool use_rslora = false;
   // Key → value in the order given; the first key matching a module name wins.
   std::vector<std::pair<std::string, int64_t>> rank_pattern;

@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "core/ops.h"
 #include "layers/activation.h"
+#include "adapters/lora_init.h"
 #include "layers/init.h"
 #include "layers/linear.h"
 
@@ -35,6 +36,7 @@ void LoraConv2d::update_layer(const std::string& name, const LoraLayerSettings& 
              "different rank or do not target this specific layer.");
   PEFT_CHECK(!(s.lora_bias && s.use_dora),
              "The argument lora_bias=True is not supported for DoRA, please pass use_dora=False");
+  check_init_for_conv(s);  // pissa / olora / orthogonal: PEFT's "Unknown initialization"
   add_adapter_settings(name, s);
   const DType dt = base->param("weight").dtype();
   dict("lora_dropout").insert(name, s.lora_dropout > 0 ? nn::ModulePtr(std::make_shared<nn::Dropout>(s.lora_dropout))

@@ -30,7 +30,8 @@ void LoraEmbedding::update_layer(const std::string& name, const LoraLayerSetting
                                                        : nn::ModulePtr(std::make_shared<nn::Identity>()));
   Tensor A = Tensor::randn({s.r, base->num_embeddings()}, W.dtype());
   Tensor B = Tensor::randn({base->embedding_dim(), s.r}, W.dtype());
-  // reset_lora_parameters for embeddings: A = 0 and B ~ N(0, 1) for True and "gaussian" alike.
+  // reset_lora_parameters for embeddings: A = 0 and B ~ N(0, 1) for True, "gaussian" and the
+  // Linear-only inits (pissa, olora, orthogonal) alike, as PEFT.
   if (s.init != LoraInit::Random) nn::init::zeros_(A);
   // Drawn on the CPU (the same stream on every device), placed beside W before DoRA reads both.
   if (W.device() != A.device()) {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 
+#include "adapters/lora_init.h"
 #include "adapters/mixed_batch.h"
 #include "core/autograd.h"
 #include "core/ops.h"
@@ -246,8 +247,12 @@ LoraLinear::LoraLinear(std::shared_ptr<nn::Module> base, const std::string& adap
 void LoraLinear::update_layer(const std::string& name, const LoraLayerSettings& s) {
   PEFT_CHECK(!(s.lora_bias && s.use_dora),
              "The argument lora_bias=True is not supported for DoRA, please pass use_dora=False");
-  add_adapter_settings(name, s);
   auto base = std::dynamic_pointer_cast<nn::Linear>(base_layer());
+  // Data-driven inits are computed first: a refusal (dtype, rank) leaves the layer as it was.
+  const bool data_init = s.init == LoraInit::Pissa || s.init == LoraInit::PissaNiter || s.init == LoraInit::Olora ||
+                         s.init == LoraInit::Orthogonal;
+  LinearInit init = data_init ? lora_linear_init(base->weight(), s) : LinearInit{};
+  add_adapter_settings(name, s);
   const DType dt = base->weight().dtype();
   dict("lora_dropout").insert(name, s.lora_dropout > 0 ? nn::ModulePtr(std::make_shared<nn::Dropout>(s.lora_dropout))
                                                        : nn::ModulePtr(std::make_shared<nn::Identity>()));
@@ -256,7 +261,14 @@ void LoraLinear::update_layer(const std::string& name, const LoraLayerSettings& 
   // PEFT's reset_lora_parameters: True → A kaiming_uniform(a=√5), B = 0; "gaussian" → A ~ N(0, 1/r),
   // B = 0; False → both keep nn.Linear's random init.
   if (s.init == LoraInit::Gaussian) nn::init::normal_(A->weight(), 0.0, 1.0 / static_cast<double>(s.r));
-  if (s.init != LoraInit::Random) {
+  // pissa / olora / orthogonal are computed from the base weight (adapters/lora_init.h); PiSSA and
+  // OLoRA also rewrite it to W - scaling·B·A (before DoRA's norm reads it, as PEFT).
+  if (data_init) {
+    NoGradGuard g;
+    A->weight().copy_(init.A);
+    B->weight().copy_(init.B);
+    if (init.residual.defined()) overwrite_base_weight(base->weight(), init.residual);
+  } else if (s.init != LoraInit::Random) {
     nn::init::zeros_(B->weight());
     if (s.lora_bias) {
       Tensor b = B->bias();

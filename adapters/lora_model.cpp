@@ -9,6 +9,7 @@
 
 #include "adapters/dispatch.h"
 #include "adapters/model_status.h"
+#include "adapters/lora_init.h"
 #include "core/log.h"
 #include "core/ops.h"
 
@@ -252,8 +253,10 @@ void LoraModel::inject_adapter(const LoraConfig& config_in, const std::string& a
                }),
                "LoraModel supports only 1 adapter with bias. When using multiple adapters, set bias to 'none' for "
                "all adapters.");
+  BaseWeightGuard base_weights;  // PiSSA / OLoRA rewrite base weights: put back if building fails
   Plan plan = plan_injection(*model(), config, adapter_name);
   apply_plan(*model(), plan, config, adapter_name);
+  base_weights.commit();
   configs_.emplace(adapter_name, config);
   for (const auto& n : plan.targeted)
     if (std::find(targeted_.begin(), targeted_.end(), n) == targeted_.end()) targeted_.push_back(n);
@@ -370,8 +373,10 @@ nn::ModulePtr inject_adapter_in_model(const LoraConfig& config_in, nn::ModulePtr
   PEFT_CHECK(model != nullptr, "inject_adapter_in_model: model is null");
   const LoraConfig config =
       with_resolved_target_modules(*model, with_default_target_modules(*model, without_fan_in_fan_out(config_in)));
+  BaseWeightGuard base_weights;  // as in LoraModel::inject_adapter
   Plan plan = plan_injection(*model, config, adapter_name);
   apply_plan(*model, plan, config, adapter_name);
+  base_weights.commit();
   // The injected adapter is the active one (as PEFT's tuner does), whatever its name.
   for (auto& [name, m] : model->named_modules()) {
     if (auto l = std::dynamic_pointer_cast<LoraLayer>(m)) l->set_adapter({adapter_name});

@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "adapters/lora_init.h"
 #include "adapters/mixed_batch.h"
 #include "core/log.h"
 #include "io/tensor_io.h"
@@ -235,17 +236,37 @@ void PeftModel::add_adapter(const std::string& name, const LoraConfig& config, b
 void PeftModel::set_adapter(const std::vector<std::string>& names) { base_model()->set_adapter(names); }
 
 void PeftModel::save_pretrained(const std::string& dir, const std::vector<std::string>& adapters) const {
+  save_pretrained(dir, adapters, SaveOptions{});
+}
+
+void PeftModel::save_pretrained(const std::string& dir, const std::vector<std::string>& adapters,
+                                const SaveOptions& options) const {
   std::vector<std::string> names = adapters;
   if (names.empty())
     for (const auto& kv : peft_config()) names.push_back(kv.first);
   for (const auto& n : names) PEFT_CHECK(peft_config().count(n), "save_pretrained: unknown adapter '", n, "'");
   for (const auto& n : names) {
     const std::string out_dir = n == "default" ? dir : dir + "/" + n;
-    make_dirs(out_dir);
     LoraConfig cfg = base_model()->config(n);
+    NamedTensors sd = get_peft_model_state_dict(*model(), cfg, n, "base_model.model.");
+    if (options.path_initial_model_for_weight_conversion) {
+      // Everything is read and checked before the first file is written (adapters/lora_init.h).
+      const std::string& init_dir = *options.path_initial_model_for_weight_conversion;
+      const LoraInit i = cfg.init_lora_weights;
+      if (!(init_mutates_base_weight(i) || i == LoraInit::Default))
+        log_warning("`path_initial_model_for_weight_conversion` only works for converting a PiSSA/CorDA/OLoRA/LoRA-GA "
+                    "adapter to a LoRA adapter");
+      LoraConfig converted = converted_lora_config(cfg);
+      sd = subtract_mutated_init(sd, io::load_file(init_dir + "/adapter_model.safetensors"));
+      LoraConfig initial = cfg;
+      initial.init_lora_weights = LoraInit::Default;
+      initial.pissa_niter = 0;
+      initial.save(init_dir);
+      cfg = converted;
+    }
+    make_dirs(out_dir);
     cfg.inference_mode = true;
     cfg.auto_mapping = std::make_pair(model()->type_name(), std::string("peft.cpp"));
-    NamedTensors sd = get_peft_model_state_dict(*model(), cfg, n, "base_model.model.");
     io::save_file(sd, out_dir + "/adapter_model.safetensors", {{"format", "pt"}});
     cfg.save(out_dir);
   }
@@ -264,12 +285,14 @@ void PeftModel::load_adapter(const std::string& dir, const std::string& name, bo
     if (dynamic_cast<LoraLayer*>(m.get()) || dynamic_cast<ModulesToSaveWrapper*>(m.get())) before.insert(n);
   std::vector<std::pair<Tensor, bool>> flags;
   for (auto& [n, p] : named_parameters()) flags.emplace_back(p, p.requires_grad());
+  BaseWeightGuard base_weights;  // a PiSSA / OLoRA config rewrites base weights: put back on failure
   base_model()->inject_adapter(cfg, name);
   try {
     // PEFT: the new adapter is not active, so it starts frozen; is_trainable makes it trainable.
     if (is_trainable) set_requires_grad({name}, true);
     base_model()->cast_adapter_dtype(name);  // before loading, so F32 files are not rounded to BF16
     load_adapter_state(*model(), state, name, *w);
+    base_weights.commit();
   } catch (...) {
     base_model()->delete_adapter(name);
     for (auto& [n, l] : base_model()->lora_layers())
@@ -294,9 +317,11 @@ std::shared_ptr<PeftModel> PeftModel::from_pretrained(nn::ModulePtr model, const
   NamedTensors state = io::load_file(dir + "/adapter_model.safetensors");
   std::vector<std::pair<Tensor, bool>> flags;
   for (auto& [n, p] : model->named_parameters()) flags.emplace_back(p, p.requires_grad());
+  BaseWeightGuard base_weights;  // a PiSSA / OLoRA config rewrites base weights: put back on failure
   auto pm = std::make_shared<PeftModel>(model, cfg, adapter_name);
   try {
     load_adapter_state(*pm->model(), state, adapter_name, *w);
+    base_weights.commit();
   } catch (...) {
     pm->base_model()->unload_impl(false, false, {}, false);  // the user's model gets its own layers back
     for (auto& [p, rg] : flags) p.set_requires_grad(rg);

@@ -16,6 +16,18 @@ namespace peft {
 
 class PeftModel;
 
+// save_pretrained's keyword arguments beyond the adapter list.
+struct SaveOptions {
+  // PEFT's path_initial_model_for_weight_conversion: the folder a PiSSA / OLoRA adapter was saved
+  // to right after get_peft_model, before training. Each adapter is then saved as a plain LoRA
+  // adapter for the ORIGINAL base model (trained minus initial: A' = [A; A0], B' = [B, -B0], so
+  // its delta is scaling·(B·A - B0·A0)), with the config PEFT writes: init_lora_weights true, r,
+  // rank_pattern and alpha_pattern doubled, lora_alpha doubled (×√2 with use_rslora). As PEFT, the
+  // initial folder's adapter_config.json is rewritten with init_lora_weights true, so that folder
+  // loads as a plain LoRA adapter too. use_rslora with rank / alpha patterns is refused (PEFT).
+  std::optional<std::string> path_initial_model_for_weight_conversion;
+};
+
 // Inside its scope every adapter is off and the model computes its base output
 // (PEFT's `with model.disable_adapter():`).
 class DisableAdapterGuard {
@@ -106,6 +118,9 @@ class PeftModel : public nn::Module {
   // dir/adapter_model.safetensors + dir/adapter_config.json for "default"; other adapters in
   // dir/<name>/. `adapters` empty: all.
   void save_pretrained(const std::string& dir, const std::vector<std::string>& adapters = {}) const;
+  // The same with PEFT's further keyword arguments (SaveOptions).
+  void save_pretrained(const std::string& dir, const std::vector<std::string>& adapters,
+                       const SaveOptions& options) const;
   // Adds adapter `name` from a directory PEFT wrote; frozen unless is_trainable. Missing keys
   // warn (through `warnings`, else stderr); a shape mismatch throws naming key and shapes and
   // leaves the model as it was. BF16 / F16 adapter tensors are cast to F32 before loading (PEFT's

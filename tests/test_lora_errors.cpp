@@ -369,7 +369,7 @@ TEST_CASE("a corrupt adapter directory is refused and the model stays as it was"
       {"target_modules", {"lin0", 1}, "'target_modules' must hold strings"},
       {"modules_to_save", "lin1", "'modules_to_save' must be null or a list of strings"},
       {"rank_pattern", {{"lin0", "x"}}, "'rank_pattern' must be an object of integers"},
-      {"init_lora_weights", "pissa", "init_lora_weights \"pissa\" is not supported"},
+      {"init_lora_weights", "loftq", "init_lora_weights \"loftq\" is not supported"},
       // PEFT options that change the math and are not implemented: refused naming the key.
       {"layer_replication", {{0, 2}, {1, 3}}, "'layer_replication' = [[0,2],[1,3]] is not supported"},
       {"trainable_token_indices", {1, 2}, "'trainable_token_indices' = [1,2] is not supported"},
