@@ -215,6 +215,31 @@ TEST_CASE("PiSSA on a BF16 base: computed in float32, W_res and the factors roun
   }
 }
 
+TEST_CASE("a PiSSA adapter that fails to load leaves the rewritten base weights as they were", "[lora][init][errors]") {
+  golden::Case c("peft_init/pissa");
+  const std::string dir = scratch_dir("badload");
+  get_peft_model(tiny_from(c), golden_cases()[0].config)->save_pretrained(dir);
+  NamedTensors sd = io::load_file(dir + "/adapter_model.safetensors");
+  for (auto& [k, t] : sd)
+    if (k == "base_model.model.lin2.lora_A.weight") t = Tensor::zeros({3, 16});  // wrong rank
+  io::save_file(sd, dir + "/adapter_model.safetensors");
+  auto m = tiny_from(c);
+  CHECK_THROWS_WITH(PeftModel::from_pretrained(m, dir), Contains("size mismatch"));
+  for (const auto& lin : kLins) {
+    INFO("layer " << lin);
+    CHECK(m->get_submodule(lin)->type_name() == "Linear");
+    CHECK(max_abs_diff(m->get_submodule(lin)->param("weight"), c.get("base." + lin + ".weight")) == 0);
+  }
+  // load_adapter onto a model that already has an adapter: the same.
+  auto pm = get_peft_model(tiny_from(c), golden_cases()[5].config);  // olora "default"
+  std::vector<Tensor> before;
+  for (const auto& lin : kLins) before.push_back(layer(*pm, lin)->base_layer()->param("weight").clone());
+  CHECK_THROWS_WITH(pm->load_adapter(dir, "other"), Contains("size mismatch"));
+  for (size_t i = 0; i < kLins.size(); ++i)
+    CHECK(max_abs_diff(layer(*pm, kLins[i])->base_layer()->param("weight"), before[i]) == 0);
+  fs::remove_all(dir);
+}
+
 TEST_CASE("pissa_niter_N: W_res + scaling·B·A = W, orthogonal components, near-optimal rank-r part",
           "[lora][init]") {
   golden::Case c("peft_init/pissa");
