@@ -7,9 +7,11 @@
 #include <regex>
 #include <set>
 
+#include "adapters/lora_conv2d.h"
 #include "adapters/lora_embedding.h"
 #include "adapters/peft_model.h"
 #include "io/tensor_io.h"
+#include "layers/conv.h"
 #include "layers/linear.h"
 
 namespace peft {
@@ -72,11 +74,78 @@ std::string with_adapter_name(const std::string& key, const std::string& adapter
   return k;
 }
 
-// One planned write: `dst` (a tensor of the model) gets `src`, zero-padded along `pad_dim` when >= 0.
+// One planned write: `dst` (a tensor of the model) gets `src`, zero-padded along `pad_dim` when >= 0
+// (`groups`: the base Conv2d's, for lora_A's row blocks).
 struct Write {
   Tensor dst, src;
   int pad_dim = -1;
+  int64_t groups = 1;
 };
+
+// The base layer's groups (1 for anything but a grouped Conv2d).
+int64_t base_groups(const LoraLayer& l) {
+  auto conv = std::dynamic_pointer_cast<nn::Conv2d>(l.base_layer());
+  return conv ? conv->config().groups : 1;
+}
+
+// Copies `src` (rank r) into `dst` (rank R >= r) along the rank dimension `dim`, after zeroing dst.
+// lora_A of a grouped Conv2d keeps one block of rows per group (B's group g reads A's rows
+// [g·R/G, (g+1)·R/G)), so each group's rows go to the start of that group's block (PEFT's
+// _copy_grouped_conv2d_lora_a_weights); everything else fills the leading rows / columns.
+void copy_padded(Tensor dst, const Tensor& src, int64_t dim, int64_t groups) {
+  dst.zero_();
+  if (dim != 0 || groups == 1) {
+    Tensor part = dst.slice(dim, 0, src.size(dim));
+    part.copy_(src);
+    return;
+  }
+  const int64_t dst_block = dst.size(0) / groups, src_block = src.size(0) / groups;
+  for (int64_t g = 0; g < groups; ++g) {
+    Tensor part = dst.slice(0, g * dst_block, g * dst_block + src_block);
+    part.copy_(src.slice(0, g * src_block, (g + 1) * src_block));
+  }
+}
+
+// New lora_A / lora_B modules of rank `target` for adapter `a` of a lora.Linear or lora.Conv2d
+// (their in / out sizes are part of the module, so the modules are replaced), holding the old
+// weights zero-padded: the extra rows of A meet zero columns of B, so B·A is unchanged. The
+// layer's r becomes `target` (its forward and merge reshape by it); its scaling stays.
+void pad_adapter(LoraLayer& l, const std::string& a, int64_t target) {
+  nn::ModulePtr A = l.child("lora_A")->child(a), B = l.child("lora_B")->child(a);
+  const Tensor wa = A->param("weight"), wb = B->param("weight");
+  const int64_t r = wa.size(0);
+  if (r == target) return;
+  const int64_t groups = base_groups(l);
+  nn::ModulePtr newA, newB;
+  if (auto ca = std::dynamic_pointer_cast<nn::Conv2d>(A)) {
+    auto cb = std::dynamic_pointer_cast<nn::Conv2d>(B);
+    PEFT_CHECK(cb != nullptr, "prepare_model_for_compiled_hotswap: lora_B of adapter '", a, "' is not a Conv2d");
+    newA = std::make_shared<nn::Conv2d>(ca->in_channels(), target, ca->kernel_size(), ca->config(), wa.dtype());
+    newB = std::make_shared<nn::Conv2d>(target, cb->out_channels(), cb->kernel_size(), cb->config(), wb.dtype());
+  } else {
+    PEFT_CHECK(std::dynamic_pointer_cast<nn::Linear>(A) && std::dynamic_pointer_cast<nn::Linear>(B),
+               "prepare_model_for_compiled_hotswap: adapter '", a, "' has no Linear lora_A / lora_B");
+    newA = std::make_shared<nn::Linear>(wa.size(1), target, false, wa.dtype());
+    newB = std::make_shared<nn::Linear>(target, wb.size(0), B->has_param("bias"), wb.dtype());
+  }
+  Shape sa = wa.shape(), sb = wb.shape();
+  sa[0] = target;
+  sb[1] = target / groups;
+  Tensor pa = Tensor::zeros(sa, wa.dtype(), wa.device()), pb = Tensor::zeros(sb, wb.dtype(), wb.device());
+  copy_padded(pa, wa, 0, groups);
+  copy_padded(pb, wb, 1, groups);
+  pa.set_requires_grad(wa.requires_grad());
+  pb.set_requires_grad(wb.requires_grad());
+  newA->param("weight") = pa;
+  newB->param("weight") = pb;
+  if (B->has_param("bias")) newB->param("bias") = B->param("bias");
+  newA->train(A->is_training());
+  newB->train(B->is_training());
+  const double scaling = l.scaling(a);
+  l.set_submodule("lora_A." + a, newA);
+  l.set_submodule("lora_B." + a, newB);
+  l.set_scaling(a, scaling, target);
+}
 
 }  // namespace
 
@@ -89,48 +158,26 @@ void prepare_model_for_compiled_hotswap(PeftModel& model, std::optional<int64_t>
   const int64_t target = *target_rank;
   PEFT_CHECK(target > 0, "prepare_model_for_compiled_hotswap: target_rank must be positive, got ", target);
   // Check every layer first, then replace: a refusal leaves the model untouched.
-  std::vector<std::pair<std::string, std::shared_ptr<LoraLayer>>> linear;
+  std::vector<std::shared_ptr<LoraLayer>> pad;
   for (auto& [name, l] : layers) {
     if (dynamic_cast<LoraEmbedding*>(l.get())) continue;  // PEFT pads Linear and Conv2d only
-    PEFT_CHECK(dynamic_cast<LoraLinear*>(l.get()), "prepare_model_for_compiled_hotswap: padding to a target rank "
-               "supports lora.Linear layers; '", name, "' is ", l->type_name());
+    const bool conv = dynamic_cast<LoraConv2d*>(l.get()) != nullptr;
+    PEFT_CHECK(conv || dynamic_cast<LoraLinear*>(l.get()), "prepare_model_for_compiled_hotswap: padding to a target "
+               "rank supports lora.Linear and lora.Conv2d layers; '", name, "' is ", l->type_name());
+    const int64_t groups = base_groups(*l);
+    PEFT_CHECK(target % groups == 0, "Trying to pad a Conv2d LoRA adapter with groups=", groups, " to target rank ",
+               target, ", but the target rank is not divisible by ", groups, ". Please choose a target rank that is "
+               "divisible by ", groups, ".");
     for (const auto& a : l->adapter_names()) {
       const int64_t r = l->child("lora_A")->child(a)->param("weight").size(0);
       PEFT_CHECK(r <= target, "Trying to pad the adapter to the target rank ", target,
                  ", but the original rank is larger (", r, "). This is not possible.");
     }
-    linear.emplace_back(name, l);
+    pad.push_back(l);
   }
   NoGradGuard g;
-  for (auto& [name, l] : linear) {
-    for (const auto& a : l->adapter_names()) {
-      auto A = std::dynamic_pointer_cast<nn::Linear>(l->child("lora_A")->child(a));
-      auto B = std::dynamic_pointer_cast<nn::Linear>(l->child("lora_B")->child(a));
-      PEFT_CHECK(A && B, "prepare_model_for_compiled_hotswap: '", name, "' adapter '", a,
-                 "' has no Linear lora_A / lora_B");
-      const Tensor& wa = A->weight();
-      const Tensor& wb = B->weight();
-      const int64_t r = wa.size(0);
-      if (r == target) continue;
-      // New Linear modules (their in/out features are part of them), weights built zero and filled
-      // with the old ones: extra rows of A meet zero columns of B, so B·A is unchanged.
-      auto newA = std::make_shared<nn::Linear>(wa.size(1), target, false, wa.dtype());
-      auto newB = std::make_shared<nn::Linear>(target, wb.size(0), B->has_param("bias"), wb.dtype());
-      Tensor pa = Tensor::zeros({target, wa.size(1)}, wa.dtype(), wa.device());
-      Tensor pb = Tensor::zeros({wb.size(0), target}, wb.dtype(), wb.device());
-      pa.slice(0, 0, r).copy_(wa);
-      pb.slice(1, 0, r).copy_(wb);
-      pa.set_requires_grad(wa.requires_grad());
-      pb.set_requires_grad(wb.requires_grad());
-      newA->param("weight") = pa;
-      newB->param("weight") = pb;
-      if (B->has_param("bias")) newB->param("bias") = B->param("bias");
-      newA->train(A->is_training());
-      newB->train(B->is_training());
-      l->set_submodule("lora_A." + a, newA);
-      l->set_submodule("lora_B." + a, newB);
-    }
-  }
+  for (auto& l : pad)
+    for (const auto& a : l->adapter_names()) pad_adapter(*l, a, target);
 }
 
 void check_hotswap_configs_compatible(const LoraConfig& loaded, const LoraConfig& incoming) {
@@ -192,7 +239,7 @@ void hotswap_adapter_from_state_dict(PeftModel& model, const NamedTensors& state
                ", expected a floating point type");
     given.insert(k);
     const Tensor& dst = it->second.first;
-    Write w{dst, src, -1};
+    Write w{dst, src, -1, base_groups(*it->second.second)};
     if (dst.shape() != src.shape()) {
       // Only the rank dimension may differ (rows of lora_A, columns of lora_B), and only downwards:
       // a larger rank would need new tensors, which is what a swap in place must not do.
@@ -201,7 +248,9 @@ void hotswap_adapter_from_state_dict(PeftModel& model, const NamedTensors& state
         for (int64_t d = 0; d < dst.dim(); ++d)
           if (dst.size(d) != src.size(d)) diff = static_cast<int>(d), ++ndiff;
       const int rank_dim = contains(k, ".lora_A.") ? 0 : contains(k, ".lora_B.") ? 1 : -1;
-      const bool rank_only = ndiff == 1 && diff == rank_dim && (dst.dim() == 2 || dst.dim() == 4);
+      // A grouped Conv2d's lora_A is copied in per-group row blocks: the rank must split into them.
+      const bool rank_only = ndiff == 1 && diff == rank_dim && (dst.dim() == 2 || dst.dim() == 4) &&
+                             (diff != 0 || src.size(0) % w.groups == 0);
       PEFT_CHECK(rank_only && dst.size(diff) > src.size(diff), "Incompatible shapes found for LoRA weights ", k, ": ",
                  torch_size(dst.shape()), " vs ", torch_size(src.shape()),
                  ". Please ensure that all ranks are padded to the largest rank among all LoRA adapters by using "
@@ -222,13 +271,8 @@ void hotswap_adapter_from_state_dict(PeftModel& model, const NamedTensors& state
   for (auto& [k, entry] : own)
     if (!given.count(k)) entry.first.zero_();
   for (auto& w : writes) {
-    if (w.pad_dim < 0) {
-      w.dst.copy_(w.src);
-    } else {
-      w.dst.zero_();
-      Tensor part = w.dst.slice(w.pad_dim, 0, w.src.size(w.pad_dim));
-      part.copy_(w.src);
-    }
+    if (w.pad_dim < 0) w.dst.copy_(w.src);
+    else copy_padded(w.dst, w.src, w.pad_dim, w.groups);
   }
   for (auto& [layer, s] : scalings) layer->set_scaling(adapter_name, s);
 }

@@ -17,13 +17,14 @@ namespace peft {
 
 class PeftModel;
 
-// PEFT's prepare_model_for_compiled_hotswap(model, target_rank=...): every lora.Linear adapter's
-// lora_A (r, in) and lora_B (out, r) are zero-padded to target_rank (rows of A, columns of B), which
-// leaves the output unchanged; r and the scaling stay the adapter's own. Call it after loading the
-// first adapter and before anything captures the tensors (this replaces them). Without
-// target_rank it only checks that the model has LoRA layers. PEFT's errors: no LoRA layer, a rank
-// above target_rank. Other LoRA layer types (Conv2d, user-registered) are refused by name;
-// Embedding layers are skipped, as PEFT skips them.
+// PEFT's prepare_model_for_compiled_hotswap(model, target_rank=...): every lora.Linear and
+// lora.Conv2d adapter's lora_A and lora_B are zero-padded to target_rank (rows of A, columns of B;
+// a grouped Conv2d's A per group block), which leaves the output unchanged; the scaling stays the
+// adapter's own. Call it after loading the first adapter and before anything captures the tensors
+// (this replaces them). Without target_rank it only checks that the model has LoRA layers. PEFT's
+// errors: no LoRA layer, a rank above target_rank, a target rank the groups do not divide. Other
+// LoRA layer types (user-registered) are refused by name; Embedding layers are skipped, as PEFT
+// skips them.
 void prepare_model_for_compiled_hotswap(PeftModel& model, std::optional<int64_t> target_rank = std::nullopt);
 
 // PEFT's check_hotswap_configs_compatible: use_rslora, lora_dropout, alpha_pattern and use_dora

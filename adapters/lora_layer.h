@@ -39,13 +39,14 @@ class LoraLayer : public nn::Module {
   bool disabled() const { return disabled_; }
   void enable_adapters(bool enabled) { disabled_ = !enabled; }
   // Hot-swapping (adapters/hotswap.h) writes another adapter's weights into this one's tensors and
-  // takes its scaling with them. r keeps describing the tensors (possibly padded); lora_alpha is
-  // set so that scaling() returns `scaling`.
-  void set_scaling(const std::string& name, double scaling) {
+  // takes its scaling with them; padding to a target rank gives the tensors rank `r` (the rank the
+  // forward and merge reshapes use). lora_alpha is set so that scaling() returns `scaling`.
+  void set_scaling(const std::string& name, double scaling, std::optional<int64_t> r = std::nullopt) {
     auto it = settings_.find(name);
     PEFT_CHECK(it != settings_.end(), type_name(), ": no adapter named '", name, "'");
-    const double r = static_cast<double>(it->second.r);
-    it->second.lora_alpha = scaling * (it->second.use_rslora ? std::sqrt(r) : r);
+    if (r) it->second.r = *r;
+    const double rank = static_cast<double>(it->second.r);
+    it->second.lora_alpha = scaling * (it->second.use_rslora ? std::sqrt(rank) : rank);
   }
   const std::vector<std::string>& merged_adapters() const { return merged_; }
   bool merged() const { return !merged_.empty(); }

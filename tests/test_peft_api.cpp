@@ -33,6 +33,20 @@ class TinyNet : public nn::Module {
   }
 };
 
+class ConvNet : public nn::Module {
+ public:
+  ConvNet() {
+    nn::Conv2dConfig pad1;
+    pad1.padding = {1, 1};
+    nn::Conv2dConfig grouped;
+    grouped.groups = 2;
+    register_module("conv0", std::make_shared<nn::Conv2d>(4, 8, 3, pad1));
+    register_module("conv1", std::make_shared<nn::Conv2d>(8, 8, 1, grouped));
+  }
+  std::string type_name() const override { return "ConvNet"; }
+  Tensor forward(const Tensor& x) override { return child("conv1")->forward(relu(child("conv0")->forward(x))); }
+};
+
 const nlohmann::json& api() {
   static const nlohmann::json j = [] {
     std::ifstream f(kDir + "api.json");
@@ -66,8 +80,15 @@ std::shared_ptr<PeftModel> two_adapters() {
   return pm;
 }
 
-std::shared_ptr<PeftModel> hotswap_model(const std::string& dir) {
-  auto pm = PeftModel::from_pretrained(base(), kDir + dir);
+nn::ModulePtr conv_base() {
+  auto m = std::make_shared<ConvNet>();
+  m->load_state_dict(io::load_file(kDir + "conv_base_model.safetensors"));
+  m->eval();
+  return m;
+}
+
+std::shared_ptr<PeftModel> hotswap_model(const std::string& dir, bool conv = false) {
+  auto pm = PeftModel::from_pretrained(conv ? conv_base() : base(), kDir + dir);
   pm->eval();
   return pm;
 }
@@ -77,9 +98,9 @@ double max_abs_diff(const Tensor& a, const Tensor& b) {
   return max(abs(sub(a, b))).item();
 }
 
-Tensor run(nn::Module& m) {
+Tensor run(nn::Module& m, const char* input = "x") {
   NoGradGuard g;
-  return m.forward(golden("x"));
+  return m.forward(golden(input));
 }
 
 nlohmann::json layers_json(PeftModel& pm) {
@@ -246,6 +267,33 @@ TEST_CASE("a model padded to a target rank swaps in a smaller rank in place", "[
   // Swapping back to the rank-4 adapter fits the padded tensors as well.
   hotswap_adapter(*pm, kDir + "hs0", "default");
   CHECK(max_abs_diff(run(*pm), golden("out_hs0")) < 1e-5);
+}
+
+TEST_CASE("Conv2d adapters, a grouped one included, pad and swap as PEFT's", "[peft][api][hotswap]") {
+  CHECK(max_abs_diff(run(*hotswap_model("hsc1", true), "xc"), golden("out_c1")) < 1e-5);
+  auto pm = hotswap_model("hsc0", true);
+  CHECK(max_abs_diff(run(*pm, "xc"), golden("out_c0")) < 1e-5);
+  hotswap_adapter(*pm, kDir + "hsc1", "default");  // rank 4 → 2 in place, A per group block
+  CHECK(max_abs_diff(run(*pm, "xc"), golden("out_c0_to_c1")) < 1e-5);
+
+  pm = hotswap_model("hsc0", true);
+  prepare_model_for_compiled_hotswap(*pm, 8);
+  CHECK(max_abs_diff(run(*pm, "xc"), golden("out_c0_padded")) < 1e-5);
+  auto conv1 = layer(*pm, "conv1");
+  CHECK(nlohmann::json(conv1->child("lora_A")->child("default")->param("weight").shape()) ==
+        api()["conv_padded_shape_A"]);
+  CHECK(nlohmann::json(conv1->child("lora_B")->child("default")->param("weight").shape()) ==
+        api()["conv_padded_shape_B"]);
+  const float* pa = conv1->child("lora_A")->child("default")->param("weight").data_ptr<float>();
+  hotswap_adapter(*pm, kDir + "hsc1", "default");
+  CHECK(max_abs_diff(run(*pm, "xc"), golden("out_c_padded_to_c1")) < 1e-5);
+  CHECK(conv1->child("lora_A")->child("default")->param("weight").data_ptr<float>() == pa);
+
+  auto other = hotswap_model("hsc0", true);
+  const auto before = snapshot(*other);
+  CHECK_THROWS_WITH(prepare_model_for_compiled_hotswap(*other, 7),
+                    peft_text(api()["errors"]["pad_groups"].get<std::string>()));
+  check_unchanged(*other, before);
 }
 
 TEST_CASE("hotswap refusals give PEFT's text and leave the model unchanged", "[peft][api][hotswap][errors]") {

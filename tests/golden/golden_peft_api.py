@@ -13,6 +13,8 @@ Writes tests/golden/data/peft_api/ (replaced as a whole):
   hs0/, hs1/               hotswap adapters "default": r=4 alpha 8 and r=2 alpha 6 (lin0, lin1)
   hs_extra/                r=2, also targets head: refused (unexpected keys)
   hs_dropout/              r=2 with lora_dropout 0.1: refused (config check)
+  conv_base_model.safetensors, hsc0/, hsc1/   the same for ConvNet (conv0 3×3, conv1 1×1 with groups=2):
+                           r=4 alpha 8 and r=2 alpha 6
   io.safetensors           "x" and the outputs / state dicts named in api.json
   api.json                 statuses, error texts, shapes and scalings (the C++ test reads it)
 Adapters use init_lora_weights=False; modules_to_save copies are moved by 0.1·N(0, 1) before
@@ -35,6 +37,19 @@ from safetensors.torch import save_file  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "data", "peft_api")
+
+
+class ConvNet(nn.Module):
+    """Hot-swapping on lora.Conv2d, a grouped one included: conv0 (3×3), conv1 (1×1, groups=2)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv0 = nn.Conv2d(4, 8, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.conv1 = nn.Conv2d(8, 8, 1, groups=2)
+
+    def forward(self, x):
+        return self.conv1(self.relu(self.conv0(x)))
 
 
 class TinyNet(nn.Module):
@@ -61,6 +76,12 @@ def base():
     return m.eval()
 
 
+def conv_base():
+    m = ConvNet()
+    m.load_state_dict(CONV_SD)
+    return m.eval()
+
+
 def status_json(obj):
     return json.loads(json.dumps(dataclasses.asdict(obj)))
 
@@ -73,9 +94,9 @@ def error_text(fn):
     raise AssertionError("expected an error")
 
 
-def save_adapter(name, config, dirname, perturb_copies=False):
+def save_adapter(name, config, dirname, perturb_copies=False, make=None):
     seed(dirname)
-    pm = get_peft_model(base(), config, adapter_name=name)
+    pm = get_peft_model((make or base)(), config, adapter_name=name)
     if perturb_copies:
         with torch.no_grad():
             for n, p in pm.named_parameters():
@@ -98,12 +119,20 @@ def two_adapter_model():
 
 
 def main():
-    global BASE_SD
+    global BASE_SD, CONV_SD
     shutil.rmtree(OUT, ignore_errors=True)
     os.makedirs(OUT)
     seed("base")
     BASE_SD = TinyNet().state_dict()
     save_file({k: v.contiguous() for k, v in BASE_SD.items()}, os.path.join(OUT, "base_model.safetensors"))
+    seed("conv_base")
+    CONV_SD = ConvNet().state_dict()
+    save_file({k: v.contiguous() for k, v in CONV_SD.items()}, os.path.join(OUT, "conv_base_model.safetensors"))
+    convs = ["conv0", "conv1"]
+    save_adapter("default", LoraConfig(r=4, lora_alpha=8, target_modules=convs, init_lora_weights=False), "hsc0",
+                 make=conv_base)
+    save_adapter("default", LoraConfig(r=2, lora_alpha=6, target_modules=convs, init_lora_weights=False), "hsc1",
+                 make=conv_base)
 
     lin = ["lin0", "lin1"]
     save_adapter("one", LoraConfig(r=4, lora_alpha=8, target_modules=lin, modules_to_save=["head"],
@@ -188,7 +217,27 @@ def main():
     io["out_padded_to_hs1"] = pm(x)
     api["padded_swap_shape_A"] = list(pm.base_model.model.lin0.lora_A["default"].weight.shape)
 
+    # ---- hotswap on Conv2d (conv1 grouped: lora_A is copied in per-group row blocks)
+    seed("xc")
+    xc = torch.randn(2, 4, 5, 5)
+    io["xc"] = xc
+    pm = PeftModel.from_pretrained(conv_base(), hs("hsc1")).eval()
+    io["out_c1"] = pm(xc)
+    pm = PeftModel.from_pretrained(conv_base(), hs("hsc0")).eval()
+    io["out_c0"] = pm(xc)
+    hotswap_adapter(pm, hs("hsc1"), adapter_name="default", torch_device="cpu")
+    io["out_c0_to_c1"] = pm(xc)
+    pm = PeftModel.from_pretrained(conv_base(), hs("hsc0")).eval()
+    prepare_model_for_compiled_hotswap(pm, target_rank=8)
+    io["out_c0_padded"] = pm(xc)
+    api["conv_padded_shape_A"] = list(pm.base_model.model.conv1.lora_A["default"].weight.shape)
+    api["conv_padded_shape_B"] = list(pm.base_model.model.conv1.lora_B["default"].weight.shape)
+    hotswap_adapter(pm, hs("hsc1"), adapter_name="default", torch_device="cpu")
+    io["out_c_padded_to_c1"] = pm(xc)
+
     errors = {}
+    pm = PeftModel.from_pretrained(conv_base(), hs("hsc0")).eval()
+    errors["pad_groups"] = error_text(lambda: prepare_model_for_compiled_hotswap(pm, target_rank=7))
     pm = PeftModel.from_pretrained(base(), hs("hs0")).eval()
     errors["pad_smaller_target"] = error_text(lambda: prepare_model_for_compiled_hotswap(pm, target_rank=2))
     pm = PeftModel.from_pretrained(base(), hs("hs0")).eval()
@@ -212,6 +261,7 @@ def peft_get_layer_status(model):
 
 
 BASE_SD = None
+CONV_SD = None
 
 if __name__ == "__main__":
     main()
