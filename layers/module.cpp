@@ -311,6 +311,25 @@ void convert_in_place(const std::vector<Tensor>& tensors, std::optional<Device> 
   }
 }
 
+void assign_in_place(const std::vector<Tensor>& targets, const std::vector<Tensor>& values) {
+  PEFT_CHECK(targets.size() == values.size(), "assign_in_place: ", targets.size(), " targets but ", values.size(),
+             " values");
+  for (size_t i = 0; i < targets.size(); ++i) {
+    PEFT_CHECK(targets[i].defined() && values[i].defined(), "assign_in_place: undefined tensor at ", i);
+    PEFT_CHECK(targets[i].shape() == values[i].shape(), "assign_in_place: tensor ", i, " has shape ",
+               shape_str(targets[i].shape()), " but its value has ", shape_str(values[i].shape()));
+  }
+  for (size_t i = 0; i < targets.size(); ++i) {  // no-throw: swaps
+    TensorImpl* impl = targets[i].unsafe_impl();
+    Tensor fresh = values[i].detach();
+    TensorImpl* src = fresh.unsafe_impl();
+    impl->storage = src->storage;  // shared, not swapped: `values` may be used again
+    impl->strides = src->strides;
+    impl->offset = src->offset;
+    impl->dtype = src->dtype;
+  }
+}
+
 namespace {
 std::vector<Tensor> tensors_of(const StateDict& sd) {
   std::vector<Tensor> ts;

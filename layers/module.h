@@ -29,6 +29,12 @@ struct LoadResult {
 // converts once; integer tensors keep their dtype. All-or-nothing: on error nothing changes.
 void convert_in_place(const std::vector<Tensor>& tensors, std::optional<Device> device, std::optional<DType> dtype);
 
+// Gives each tensor of `targets` the data of the same-position tensor of `values` (same shape;
+// dtype and device may differ), keeping each TensorImpl as convert_in_place does: this is how a
+// model built under MetaDeviceGuard receives its weights (hf::from_pretrained) without first
+// allocating and initialising them. Shapes are all checked before any handle changes.
+void assign_in_place(const std::vector<Tensor>& targets, const std::vector<Tensor>& values);
+
 class Module : public std::enable_shared_from_this<Module> {
  public:
   virtual ~Module() = default;

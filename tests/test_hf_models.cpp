@@ -189,6 +189,50 @@ TEST_CASE("hf models: a sharded checkpoint (model.safetensors.index.json) loads 
   REQUIRE_THROWS_WITH(hf::from_pretrained(t.path.string()), Catch::Contains("not a plain file name"));
 }
 
+TEST_CASE("hf models: from_pretrained builds on the meta device and takes the checkpoint's values as they are",
+          "[hf]") {
+  const std::string src = case_dir("llama3_rope_tied") + "/model";
+  // No random initialisation: loading draws nothing from the global generator.
+  manual_seed(123);
+  const double next = default_generator().uniform();
+  manual_seed(123);
+  auto lm = hf::from_pretrained(src);
+  CHECK(default_generator().uniform() == next);
+  const NamedTensors file = io::load_file(src + "/model.safetensors");
+  const NamedTensors sd = lm->state_dict();
+  for (const auto& [name, t] : sd) {
+    INFO(name);
+    CHECK(t.device().is_cpu());
+    CHECK(t.dtype() == DType::F32);
+    CHECK(t.requires_grad());
+  }
+  for (const auto& [key, value] : file) {
+    const Tensor& t = lm->get_submodule(key.substr(0, key.rfind('.')))->param(key.substr(key.rfind('.') + 1));
+    CHECK(max(abs(sub(t, value.to(DType::F32)))).item() == 0);
+  }
+  for (const auto& [alias, source] : lm->tied_weights()) {
+    const Tensor& a = lm->get_submodule(alias.substr(0, alias.rfind('.')))->param("weight");
+    const Tensor& b = lm->get_submodule(source.substr(0, source.rfind('.')))->param("weight");
+    CHECK(a.unsafe_impl() == b.unsafe_impl());
+  }
+  // BF16 straight from the file: the F32 load rounded, nothing else.
+  auto bf = hf::from_pretrained(src, {Device::cpu(), DType::BF16});
+  for (const auto& [name, t] : bf->state_dict()) {
+    INFO(name);
+    REQUIRE(t.dtype() == DType::BF16);
+    const Tensor& f = lm->get_submodule(name.substr(0, name.rfind('.')))->param(name.substr(name.rfind('.') + 1));
+    CHECK(max(abs(sub(t.to(DType::F32), f.to(DType::BF16).to(DType::F32)))).item() == 0);
+  }
+  // A misshapen weight is named with both shapes; nothing is returned.
+  TempDir t("meta_shape");
+  for (const auto& e : fs::directory_iterator(src)) fs::copy(e.path(), t.path / e.path().filename());
+  NamedTensors bad = file;
+  bad.front().second = Tensor::zeros({3, 3});
+  io::save_file(bad, (t.path / "model.safetensors").string());
+  REQUIRE_THROWS_WITH(hf::from_pretrained(t.path.string()),
+                      Catch::Contains("weight " + bad.front().first + " has shape [3, 3] in the checkpoint"));
+}
+
 TEST_CASE("hf models: LoRA fine-tuning steps lower the loss on a tiny Llama", "[hf][training]") {
   auto lm = hf::from_pretrained(case_dir("llama_gqa") + "/model");
   auto pm = get_peft_model(lm, golden_lora_config());

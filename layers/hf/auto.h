@@ -39,7 +39,9 @@ struct LoadOptions {
 
 // config.json + weights from `dir`. Every parameter must be in the checkpoint (a tied alias may
 // be absent); a key the model does not have is an error (rotary inv_freq buffers of old
-// checkpoints are skipped). Shapes are checked before anything is copied.
+// checkpoints are skipped). Shapes are checked before anything is copied. The model is built on the
+// meta device and each parameter takes its checkpoint value converted straight to options.dtype
+// and options.device (no random initialisation; the peak is the model in that dtype plus one tensor).
 // from_pretrained: a decoder model (an encoder-decoder folder is refused, naming seq2seq_from_pretrained);
 // seq2seq_from_pretrained: a T5 / mT5 model.
 std::shared_ptr<CausalLM> from_pretrained(const std::string& dir, const LoadOptions& options = {});
