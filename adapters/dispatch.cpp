@@ -1,10 +1,12 @@
 #include "adapters/dispatch.h"
 
+#include "adapters/lora_conv1d.h"
 #include "adapters/lora_conv2d.h"
 #include "adapters/lora_embedding.h"
 #include "adapters/lora_layer.h"
 #include "layers/conv.h"
 #include "layers/embedding.h"
+#include "layers/hf_conv1d.h"
 #include "layers/linear.h"
 
 namespace peft {
@@ -27,6 +29,7 @@ std::vector<LoraDispatchEntry> register_builtin_lora_layers() {
   t.push_back(make_entry<nn::Linear, LoraLinear>("Linear"));
   t.push_back(make_entry<nn::Embedding, LoraEmbedding>("Embedding"));
   t.push_back(make_entry<nn::Conv2d, LoraConv2d>("Conv2d"));
+  t.push_back(make_entry<nn::Conv1D, LoraConv1D>("Conv1D"));  // transformers' (GPT-2), after torch's convs
   return t;
 }
 }  // namespace

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "adapters/dispatch.h"
+#include "adapters/lora_conv1d.h"
 #include "adapters/model_status.h"
 #include "adapters/lora_init.h"
 #include "core/log.h"
@@ -64,6 +65,7 @@ struct Plan {
   std::vector<std::pair<std::string, std::shared_ptr<LoraLayer>>> existing_lora;
   std::vector<std::string> targeted;
   std::vector<std::pair<std::string, nn::ModulePtr>> to_save;       // name → module to wrap or wrapper
+  bool fan_in_fan_out = false;  // the config's value once PEFT's dispatch has switched it per layer
 };
 
 // Decides everything and builds the new layers without touching the model.
@@ -71,6 +73,7 @@ Plan plan_injection(nn::Module& root, const LoraConfig& cfg, const std::string& 
   cfg.validate();
   PEFT_CHECK(cfg.target_modules.is_set(), "Please specify `target_modules` or `target_parameters`in `peft_config`");
   Plan plan;
+  plan.fan_in_fan_out = cfg.fan_in_fan_out;
   std::vector<std::string> inside;  // prefixes of adapter layers and wrappers: never matched (rule 5)
   std::vector<std::string> excluded, unmatched;
   for (auto& [name, module] : root.named_modules()) {
@@ -102,6 +105,7 @@ Plan plan_injection(nn::Module& root, const LoraConfig& cfg, const std::string& 
     }
     const LoraDispatchEntry* entry = find_lora_dispatch(cfg, *module);
     if (!entry) throw_unsupported_module(cfg, *module);
+    plan.fan_in_fan_out = fan_in_fan_out_after_dispatch(*entry, plan.fan_in_fan_out);
     plan.new_lora.emplace_back(name, entry->create(module, adapter, cfg.settings_for(name)));
   }
   if (plan.targeted.empty()) {
@@ -227,25 +231,11 @@ const LoraConfig& LoraModel::config(const std::string& adapter_name) const {
   return it->second;
 }
 
-namespace {
-// PEFT: fan_in_fan_out describes GPT-2's Conv1D layout; for Linear targets it is switched off
-// with a warning. This engine has no Conv1D, so it is always switched off.
-LoraConfig without_fan_in_fan_out(const LoraConfig& config) {
-  LoraConfig c = config;
-  if (c.fan_in_fan_out) {
-    log_warning("fan_in_fan_out is set to True but the target module is `Linear`. Setting fan_in_fan_out to "
-                "False.");
-    c.fan_in_fan_out = false;
-  }
-  return c;
-}
-}  // namespace
-
 void LoraModel::inject_adapter(const LoraConfig& config_in, const std::string& adapter_name) {
   // "all-linear" and long lists resolved as PEFT's inject_adapter does; the stored (saved) config has
   // the result, as PEFT's peft_config[adapter] has.
   const LoraConfig config =
-      with_resolved_target_modules(*model(), with_default_target_modules(*model(), without_fan_in_fan_out(config_in)));
+      with_resolved_target_modules(*model(), with_default_target_modules(*model(), config_in));
   PEFT_CHECK(!configs_.count(adapter_name), "Adapter with name '", adapter_name, "' already exists.");
   if (!configs_.empty())
     PEFT_CHECK(config.bias == "none" || std::all_of(configs_.begin(), configs_.end(), [](const auto& kv) {
@@ -257,7 +247,11 @@ void LoraModel::inject_adapter(const LoraConfig& config_in, const std::string& a
   Plan plan = plan_injection(*model(), config, adapter_name);
   apply_plan(*model(), plan, config, adapter_name);
   base_weights.commit();
-  configs_.emplace(adapter_name, config);
+  // PEFT's dispatch rewrites the config's fan_in_fan_out per new Linear / Conv1D layer, and the
+  // adapter's (saved) config keeps the last value.
+  LoraConfig stored = config;
+  stored.fan_in_fan_out = plan.fan_in_fan_out;
+  configs_.emplace(adapter_name, std::move(stored));
   for (const auto& n : plan.targeted)
     if (std::find(targeted_.begin(), targeted_.end(), n) == targeted_.end()) targeted_.push_back(n);
   // New adapters follow the currently active set (PEFT: only active adapters are trainable).
@@ -372,7 +366,7 @@ void LoraModel::set_requires_grad(const std::vector<std::string>& adapter_names,
 nn::ModulePtr inject_adapter_in_model(const LoraConfig& config_in, nn::ModulePtr model, const std::string& adapter_name) {
   PEFT_CHECK(model != nullptr, "inject_adapter_in_model: model is null");
   const LoraConfig config =
-      with_resolved_target_modules(*model, with_default_target_modules(*model, without_fan_in_fan_out(config_in)));
+      with_resolved_target_modules(*model, with_default_target_modules(*model, config_in));
   BaseWeightGuard base_weights;  // as in LoraModel::inject_adapter
   Plan plan = plan_injection(*model, config, adapter_name);
   apply_plan(*model, plan, config, adapter_name);

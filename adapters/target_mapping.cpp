@@ -7,6 +7,7 @@
 #include "adapters/lora_layer.h"
 #include "core/error.h"
 #include "layers/hf/pretrained.h"
+#include "layers/hf_conv1d.h"
 #include "layers/linear.h"
 
 namespace peft {
@@ -126,7 +127,9 @@ std::vector<std::string> all_linear_module_names(nn::Module& model, const LoraCo
     if (is_lora_layer(*m)) lora_prefixes.push_back(name + ".");
   std::vector<std::string> out;
   for (const auto& [name, m] : modules) {
+    // PEFT's all-linear takes transformers' Conv1D too (GPT-2's projections).
     const bool linear = dynamic_cast<const nn::Linear*>(m.get()) != nullptr ||
+                        dynamic_cast<const nn::Conv1D*>(m.get()) != nullptr ||
                         (is_lora_layer(*m) && m->type_name().find("Linear") != std::string::npos);
     if (!linear || excluded.count(name)) continue;
     bool inside = false;

@@ -19,6 +19,7 @@
 #include <cmath>
 #include <set>
 
+#include "adapters/lora_conv1d.h"
 #include "core/ops.h"
 #include "core/random.h"
 
@@ -332,7 +333,9 @@ void add_weighted_adapter(LoraModel& model, const std::vector<std::string>& adap
         target->B.zero_();
         continue;
       }
-      const bool transposed = target->embedding || cfg.fan_in_fan_out;
+      // PEFT asks the layer (target.fan_in_fan_out): only a Conv1D's LoRA is transposed, whatever the
+      // config's last-dispatch value says.
+      const bool transposed = target->embedding || dynamic_cast<const LoraConv1D*>(layer.get()) != nullptr;
       auto [A, B] = combine_lora_factors(factors, new_rank, transposed, options, random_mask, lname);
       PEFT_CHECK(A.shape() == target->A.shape() && B.shape() == target->B.shape(), "add_weighted_adapter: layer '",
                  lname, "': the combined factors do not fit the new adapter's shapes");
