@@ -20,6 +20,7 @@
 #include "layers/linear.h"
 #include "layers/lstm.h"
 #include "layers/module.h"
+#include "layers/multihead_attention.h"
 #include "layers/norm.h"
 #include "layers/hf/auto.h"
 #include "layers/hf/causal_lm.h"
@@ -49,3 +50,4 @@
 #include "adapters/lora_conv2d.h"
 #include "adapters/lora_dora.h"
 #include "adapters/lora_embedding.h"
+#include "adapters/lora_mha.h"

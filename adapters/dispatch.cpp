@@ -4,10 +4,12 @@
 #include "adapters/lora_conv2d.h"
 #include "adapters/lora_embedding.h"
 #include "adapters/lora_layer.h"
+#include "adapters/lora_mha.h"
 #include "layers/conv.h"
 #include "layers/embedding.h"
 #include "layers/hf_conv1d.h"
 #include "layers/linear.h"
+#include "layers/multihead_attention.h"
 
 namespace peft {
 
@@ -30,6 +32,7 @@ std::vector<LoraDispatchEntry> register_builtin_lora_layers() {
   t.push_back(make_entry<nn::Embedding, LoraEmbedding>("Embedding"));
   t.push_back(make_entry<nn::Conv2d, LoraConv2d>("Conv2d"));
   t.push_back(make_entry<nn::Conv1D, LoraConv1D>("Conv1D"));  // transformers' (GPT-2), after torch's convs
+  t.push_back(make_entry<nn::MultiheadAttention, LoraMultiheadAttention>("MultiheadAttention"));
   return t;
 }
 }  // namespace

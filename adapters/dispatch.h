@@ -10,7 +10,7 @@
 
 namespace peft {
 
-// The built-in table: Linear, Embedding, Conv2d, Conv1D (filled on first use).
+// The built-in table: Linear, Embedding, Conv2d, Conv1D, MultiheadAttention (filled on first use).
 const std::vector<LoraDispatchEntry>& builtin_lora_layers();
 // Every type a config can adapt, custom entries first: {"LSTM", "Linear", "Embedding", "Conv2d"}.
 std::vector<std::string> supported_lora_types(const LoraConfig& config);

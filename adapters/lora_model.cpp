@@ -345,7 +345,10 @@ nn::ModulePtr LoraModel::unload_impl(bool merge, bool safe_merge, const std::vec
                                      bool keep_copies) {
   for (const auto& n : adapter_names) PEFT_CHECK(configs_.count(n), "Adapter ", n, " not found.");
   if (merge) merge_adapter(safe_merge, adapter_names.empty() ? active_ : adapter_names);
-  for (auto& [n, l] : lora_layers()) model()->set_submodule(n, l->base_layer());
+  // Innermost first: a LoRA layer inside another's base layer (lora.MultiheadAttention's out_proj)
+  // is replaced while its path still exists.
+  const auto layers = lora_layers();
+  for (auto it = layers.rbegin(); it != layers.rend(); ++it) model()->set_submodule(it->first, it->second->base_layer());
   // PEFT's ModulesToSaveWrapper.unload_and_optionally_merge_module: the trained copy is what the
   // model computed with, so unload() keeps it too (not only merge_and_unload()).
   for (auto& [n, w] : wrappers()) {

@@ -53,12 +53,12 @@ class FakeLoraLSTM : public LoraLayer {
 
 TEST_CASE("the registered types are queryable, custom ones first", "[lora][dispatch]") {
   LoraConfig cfg;
-  CHECK(supported_lora_types(cfg) == std::vector<std::string>{"Linear", "Embedding", "Conv2d", "Conv1D"});
+  CHECK(supported_lora_types(cfg) == std::vector<std::string>{"Linear", "Embedding", "Conv2d", "Conv1D", "MultiheadAttention"});
   cfg.register_custom_module<nn::LSTM, FakeLoraLSTM>();
-  CHECK(supported_lora_types(cfg) == std::vector<std::string>{"LSTM", "Linear", "Embedding", "Conv2d", "Conv1D"});
+  CHECK(supported_lora_types(cfg) == std::vector<std::string>{"LSTM", "Linear", "Embedding", "Conv2d", "Conv1D", "MultiheadAttention"});
   cfg.register_custom_module<nn::Linear, MyLoraLinear>();
   // Overriding Linear does not list it twice.
-  CHECK(supported_lora_types(cfg) == std::vector<std::string>{"LSTM", "Linear", "Embedding", "Conv2d", "Conv1D"});
+  CHECK(supported_lora_types(cfg) == std::vector<std::string>{"LSTM", "Linear", "Embedding", "Conv2d", "Conv1D", "MultiheadAttention"});
   CHECK_THROWS_WITH((cfg.register_custom_module<nn::LSTM, FakeLoraLSTM>()), Catch::Contains("already registered"));
 }
 
@@ -87,7 +87,7 @@ TEST_CASE("a custom entry overrides the built-in layer and others keep theirs", 
   auto net = std::make_shared<Net>();
   CHECK_THROWS_WITH(get_peft_model(net, plain),
                     Catch::Contains("is not supported. Currently, only the following modules are supported: `Linear`, "
-                                    "`Embedding`, `Conv2d`, `Conv1D`."));
+                                    "`Embedding`, `Conv2d`, `Conv1D`, `MultiheadAttention`."));
   CHECK(net->get_submodule("lstm")->type_name() == "LSTM");
 }
 

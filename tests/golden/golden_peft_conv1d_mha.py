@@ -19,6 +19,11 @@ tests/golden/data/peft_conv1d_mha/<case>/ (adapter_model.safetensors, adapter_co
   init.<peft key>     (pissa only) lora_A / lora_B right after get_peft_model, and
   residual.<key>      the base weight PiSSA left (W - scaling·(B·A)ᵀ, in Conv1D's layout)
 The header's __metadata__ "warnings" lists PEFT's fan_in_fan_out warnings in order (JSON).
+
+Case "mha" (tests/test_lora_mha.cpp): TinyAttn, a batch-first nn.MultiheadAttention (8 wide, 2 heads)
+and a Linear head, with PEFT's lora.MultiheadAttention on "mha"; the same tensors (no grad_base / init /
+residual, no warnings), merged.mha.in_proj_weight / merged.mha.out_proj.weight, and out_unloaded (the
+model merge_and_unload returns).
 """
 import json
 import os
@@ -130,7 +135,64 @@ def run_case(name, kwargs):
     print(name, msgs, json.load(open(os.path.join(OUT, name, "adapter_config.json")))["fan_in_fan_out"])
 
 
+class TinyAttn(nn.Module):
+    """y = head(mha(x, x, x)[0]) with a batch-first nn.MultiheadAttention (8 wide, 2 heads)."""
+
+    def __init__(self):
+        super().__init__()
+        self.mha = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.head = nn.Linear(8, 4)
+        with torch.no_grad():  # torch's init leaves the biases at 0: give them values to pin
+            self.mha.in_proj_bias.normal_(0, 0.1)
+            self.mha.out_proj.bias.normal_(0, 0.1)
+
+    def forward(self, x):
+        return self.head(self.mha(x, x, x, need_weights=False)[0])
+
+
+def run_mha_case(name, kwargs):
+    """As run_case, for PEFT's lora.MultiheadAttention (LoRA on in_proj and on out_proj)."""
+    torch.manual_seed(zlib.crc32(name.encode()))
+    model = TinyAttn()
+    t = {"base." + k: v.detach().clone() for k, v in model.state_dict().items()}
+    x = torch.randn(2, 5, 8)
+    g = torch.randn(2, 5, 4)
+    t["x"], t["g"] = x, g
+    with torch.no_grad():
+        t["out_base"] = model(x)
+    pm = get_peft_model(model, LoraConfig(**kwargs))
+    with torch.no_grad():
+        for k, p in pm.named_parameters():
+            if "lora_A" in k or "lora_B" in k:
+                p.copy_(torch.randn_like(p) * 0.3)
+    pm.save_pretrained(os.path.join(OUT, name))
+    os.remove(os.path.join(OUT, name, "README.md"))
+    pm.eval()
+    out = pm(x)
+    (out * g).sum().backward()
+    t["out_lora"] = out.detach()
+    for k, p in pm.named_parameters():
+        if p.requires_grad:
+            t["grad." + k] = p.grad.clone()
+    with torch.no_grad():
+        with pm.disable_adapter():
+            t["out_disabled"] = pm(x)
+        pm.merge_adapter()
+        t["out_merged"] = pm(x)
+        mha = pm.base_model.model.mha
+        t["merged.mha.in_proj_weight"] = mha.get_base_layer().in_proj_weight.detach().clone()
+        t["merged.mha.out_proj.weight"] = mha.get_base_layer().out_proj.get_base_layer().weight.detach().clone()
+        pm.unmerge_adapter()
+        unloaded = pm.merge_and_unload()
+        t["out_unloaded"] = unloaded(x)
+    write_safetensors(os.path.join(OUT, name + ".safetensors"), t)
+    print(name)
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     for n, kw in CASES.items():
         run_case(n, kw)
+    # PEFT 0.21.2 applies out_proj's delta twice in lora.MultiheadAttention (its merge writes W + Δ into
+    # the weight and then lets the wrapped lora.Linear merge Δ once more), in forward and in merging.
+    run_mha_case("mha", dict(target_modules=["mha"], r=2, lora_alpha=4))
