@@ -23,6 +23,9 @@
 //       after, a progress line every --log-every steps, and saves a PEFT adapter to ADAPTER_DIR.
 //       T5 / mT5 folders: --data is a TSV of "source<TAB>target" lines ([--max-source-length 1024]
 //       [--max-target-length 128], run_translation.py's preparation; train_seq2seq.cpp).
+//       Under `mpirun -np K` (a build with MPI) it trains data-parallel: --batch-size stays the
+//       global batch, each rank runs its shard, gradients are weighted by each rank's share of the
+//       batch's label tokens, rank 0 prints and saves the adapter one process would save (1e-5).
 // DIR is a transformers save_pretrained folder (config.json + model.safetensors or a sharded
 // index; generate and train also read its tokenizer.json); the adapter folder is PEFT's
 // (adapter_config.json + adapter_model.safetensors).
@@ -227,6 +230,9 @@ int run_train(const std::map<std::string, std::string>& o) {
   t.max_source_length = integer(o, "--max-source-length", t.max_source_length, 1);
   t.max_target_length = integer(o, "--max-target-length", t.max_target_length, 1);
   if (o.count("--device")) t.device = Device::parse(o.at("--device"));
+  // Data-parallel on GPUs: "cuda" means this rank's GPU (one per rank, by node-local rank).
+  if (o.count("--device") && o.at("--device") == "cuda" && dist::world().size() > 1 && cuda_device_count() > 0)
+    t.device = Device::cuda(dist::local_rank() % cuda_device_count());
   t.bf16 = o.count("--bf16") > 0;
   return hf_lora::run_train(t);
 }
@@ -263,7 +269,8 @@ int main(int argc, char** argv) {
                  o, {"--bf16"}) ||
           !o.count("--model") || !o.count("--data") || !o.count("--out"))
         return usage(argv[0]);
-      return run_train(o);
+      // Under mpirun: an exception on any rank ends the whole job naming that rank.
+      return dist::run_guarded([&] { return run_train(o); });
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -33,14 +33,27 @@ int run_train(const TrainOptions& options);
 peft::nn::hf::LoadOptions load_options(const TrainOptions& options);
 peft::LoraConfig lora_config(const TrainOptions& options, const std::string& task_type);
 
-// The mean loss of examples order[first, last) as one batch, with gradients unless NoGradGuard.
-using BatchLoss = std::function<peft::Tensor(const std::vector<size_t>& order, size_t first, size_t last)>;
+// The loss of examples order[first, last) as one batch, with gradients unless NoGradGuard: the
+// mean over its `terms` loss terms (the tokens whose label counts, -100 labels excluded).
+struct BatchLossResult {
+  peft::Tensor loss;
+  int64_t terms = 0;
+};
+using BatchLoss = std::function<BatchLossResult(const std::vector<size_t>& order, size_t first, size_t last)>;
 
 // AdamW (weight decay 0, constant lr) over `examples` shuffled examples for opt.epochs (or
 // opt.max_steps) in batches of opt.batch_size, a progress line every opt.log_every steps giving
 // `unit`s per second (`units_per_example` of them in each example).
+// With `dp` (data-parallel under mpirun) every rank draws the same permutation (opt.seed) and
+// runs its shard (dist::shard) of each global batch of opt.batch_size examples; the gradients are
+// weighted by each rank's share of the batch's loss terms, so they are those of the global
+// batch's mean loss, as in one process; only rank 0 prints.
 void train_loop(peft::PeftModel& pm, size_t examples, const TrainOptions& opt, const BatchLoss& loss,
-                int64_t units_per_example, const char* unit);
+                int64_t units_per_example, const char* unit, peft::DataParallel* dp = nullptr);
+
+// Σ over ranks of `local` (a partial sum of an evaluation split by dist::shard); `local` itself
+// in one process.
+double sum_over_ranks(double local);
 
 // T5 / mT5 (train_seq2seq.cpp): --data is a TSV file of "source<TAB>target" lines.
 int run_train_seq2seq(const TrainOptions& options);

@@ -8,9 +8,12 @@
 // mean cross-entropy over the batch's label tokens. The initial / final loss lines are the mean
 // over examples of each example's own loss (no padding involved), the number transformers gives
 // for model(input_ids, labels=labels).loss one example at a time.
+// Data-parallel under mpirun (train_loop): the loss being a mean over the global batch's label
+// tokens, each rank's gradients count by its share of those tokens, not of the pairs.
 #include <cstdio>
 #include <fstream>
 #include <numeric>
+#include <optional>
 #include <sstream>
 
 #include "train.h"
@@ -57,7 +60,7 @@ std::vector<Pair> read_pairs(const io::Tokenizer& tok, const TrainOptions& opt) 
 }
 
 // The batch of pairs order[first, last): input_ids / attention_mask right-padded, labels padded with -100.
-Tensor pair_loss(hf::T5ForConditionalGeneration& m, const std::vector<Pair>& pairs, const std::vector<size_t>& order,
+BatchLossResult pair_loss(hf::T5ForConditionalGeneration& m, const std::vector<Pair>& pairs, const std::vector<size_t>& order,
                  size_t first, size_t last, const Device& device) {
   size_t S = 0, T = 0;
   for (size_t i = first; i < last; ++i) {
@@ -77,17 +80,24 @@ Tensor pair_loss(hf::T5ForConditionalGeneration& m, const std::vector<Pair>& pai
   const Tensor logits = m.logits(Tensor::from_vector(ids, {B, static_cast<int64_t>(S)}).to(device),
                                  Tensor::from_vector(mask, {B, static_cast<int64_t>(S)}).to(device),
                                  m.shift_right(lab).to(device));
-  return cross_entropy(logits.reshape({B * static_cast<int64_t>(T), logits.size(2)}).to(DType::F32),
-                       lab.reshape({B * static_cast<int64_t>(T)}).to(device));
+  int64_t terms = 0;  // the label tokens the mean runs over (-100 padding excluded)
+  for (size_t i = first; i < last; ++i) terms += static_cast<int64_t>(pairs[order[i]].target.size());
+  return {cross_entropy(logits.reshape({B * static_cast<int64_t>(T), logits.size(2)}).to(DType::F32),
+                        lab.reshape({B * static_cast<int64_t>(T)}).to(device)),
+          terms};
 }
 
 double mean_example_loss(hf::T5ForConditionalGeneration& m, const std::vector<Pair>& pairs, const Device& device) {
   NoGradGuard no_grad;
   std::vector<size_t> order(pairs.size());
   std::iota(order.begin(), order.end(), size_t{0});
+  // Data-parallel: each rank evaluates its shard of the pairs.
+  dist::Communicator& comm = dist::world();
+  const auto [lo, hi] = dist::shard(static_cast<int64_t>(pairs.size()), comm.rank(), comm.size());
   double sum = 0;
-  for (size_t i = 0; i < pairs.size(); ++i) sum += pair_loss(m, pairs, order, i, i + 1, device).item();
-  return sum / static_cast<double>(pairs.size());
+  for (size_t i = static_cast<size_t>(lo); i < static_cast<size_t>(hi); ++i)
+    sum += pair_loss(m, pairs, order, i, i + 1, device).loss.item();
+  return sum_over_ranks(sum) / static_cast<double>(pairs.size());
 }
 
 }  // namespace
@@ -100,21 +110,33 @@ int run_train_seq2seq(const TrainOptions& opt) {
   PEFT_CHECK(tok.vocab_size() <= m->dims().vocab, "the tokenizer has ", tok.vocab_size(),
              " tokens but the model's vocabulary only ", m->dims().vocab);
   auto pm = get_peft_model(m, lora_config(opt, "SEQ_2_SEQ_LM"));
+  dist::Communicator& comm = dist::world();
+  const bool lead = comm.rank() == 0;  // rank 0 prints and writes; every rank trains
+  std::optional<DataParallel> dp;
+  if (comm.size() > 1) dp.emplace(*pm, comm);  // rank 0's initial adapter on every rank
   const auto [trainable, all] = pm->get_nb_trainable_parameters();
-  std::printf("%zu source/target pairs; trainable params %lld of %lld\n", pairs.size(),
-              static_cast<long long>(trainable), static_cast<long long>(all));
+  if (lead) {
+    if (dp) std::printf("data-parallel: world size %d (%s)\n", comm.size(), comm.backend().c_str());
+    std::printf("%zu source/target pairs; trainable params %lld of %lld\n", pairs.size(),
+                static_cast<long long>(trainable), static_cast<long long>(all));
+  }
   pm->eval();
-  std::printf("initial loss %.6f\n", mean_example_loss(*m, pairs, opt.device));
+  const double initial = mean_example_loss(*m, pairs, opt.device);
+  if (lead) std::printf("initial loss %.6f\n", initial);
   std::fflush(stdout);
   train_loop(*pm, pairs.size(), opt,
              [&](const std::vector<size_t>& order, size_t first, size_t last) {
                return pair_loss(*m, pairs, order, first, last, opt.device);
              },
-             1, "examples");
+             1, "examples", dp ? &*dp : nullptr);
   pm->eval();
-  std::printf("final loss %.6f\n", mean_example_loss(*m, pairs, opt.device));
-  pm->save_pretrained(opt.out);
-  std::printf("saved the adapter to %s\n", opt.out.c_str());
+  const double final_loss = mean_example_loss(*m, pairs, opt.device);
+  if (lead) {
+    std::printf("final loss %.6f\n", final_loss);
+    pm->save_pretrained(opt.out);
+    std::printf("saved the adapter to %s\n", opt.out.c_str());
+  }
+  comm.barrier();  // no rank leaves before rank 0 has saved (an error there still ends them all)
   return 0;
 }
 

@@ -50,33 +50,48 @@ struct TrainStepResult {
   double loss_before = 0, loss_after = 0, seconds = 0;
 };
 
-// One AdamW step on a random batch (batch × 3 × size × size, labels in [0, num_classes)), then
-// the loss of the same batch again, so a caller sees the step moved the adapter.
-inline TrainStepResult poolformer_train_step(PeftModel& model, int64_t num_classes, int64_t batch, int64_t size,
-                                             uint64_t seed = 0) {
+// One optimizer step on a random batch (batch × 3 × size × size, labels in [0, num_classes),
+// drawn from `seed`), then the loss of the same batch again, so a caller sees the step moved the
+// adapter. With `dp` (data-parallel) every rank draws the same batch, runs forward and backward
+// on its shard of it (dist::shard; PoolFormer's GroupNorm / LayerNorm are per example, so the
+// shards add up to the whole batch exactly), the gradients become the whole batch's
+// (sync_gradients weighted by rows, cross_entropy being a mean over rows) and the reported
+// losses are the whole batch's.
+inline TrainStepResult poolformer_train_step(PeftModel& model, optim::Optimizer& opt, int64_t num_classes,
+                                             int64_t batch, int64_t size, uint64_t seed = 0,
+                                             DataParallel* dp = nullptr) {
   Generator gen(seed);
   Tensor x = Tensor::randn({batch, 3, size, size}, DType::F32, &gen);
   std::vector<int64_t> labels;
   for (int64_t i = 0; i < batch; ++i)
     labels.push_back(static_cast<int64_t>(gen.uniform() * static_cast<double>(num_classes)));
   Tensor y = Tensor::from_vector(labels, {batch});
+  const auto [b, e] = dp ? dist::shard(batch, dp->comm().rank(), dp->comm().size()) : std::pair<int64_t, int64_t>{0, batch};
   const Device dev = model.parameters().empty() ? Device::cpu() : model.parameters()[0].device();
-  x = x.to(dev);  // the batch goes where the model is
-  y = y.to(dev);
+  x = x.slice(0, b, e).to(dev);  // this rank's rows go where the model is
+  y = y.slice(0, b, e).to(dev);
 
-  optim::AdamW opt(model.trainable_parameters(), {1e-3});
   TrainStepResult r;
   model.train();
   auto t0 = std::chrono::steady_clock::now();
-  Tensor loss = cross_entropy(model.forward(x), y);
   opt.zero_grad();
-  loss.backward();
+  double l = 0;
+  if (e > b) {  // more ranks than rows: this one has none and adds nothing
+    Tensor loss = cross_entropy(model.forward(x), y);
+    loss.backward();
+    l = loss.item();
+  }
+  if (dp) {
+    dp->sync_gradients(e - b, batch);
+    l = dp->reduce_mean(l, e - b, batch);
+  }
   opt.step();
   if (dev.is_cuda()) cuda::synchronize(dev);  // the step's kernels, not just their launches
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  r.loss_before = loss.item();
+  r.loss_before = l;
   NoGradGuard g;
-  r.loss_after = cross_entropy(model.forward(x), y).item();
+  r.loss_after = e > b ? cross_entropy(model.forward(x), y).item() : 0.0;
+  if (dp) r.loss_after = dp->reduce_mean(r.loss_after, e - b, batch);
   return r;
 }
 
