@@ -2,10 +2,12 @@
 
 #include "adapters/lora_conv1d.h"
 #include "adapters/lora_conv2d.h"
+#include "adapters/lora_conv_nd.h"
 #include "adapters/lora_embedding.h"
 #include "adapters/lora_layer.h"
 #include "adapters/lora_mha.h"
 #include "layers/conv.h"
+#include "layers/conv_nd.h"
 #include "layers/embedding.h"
 #include "layers/hf_conv1d.h"
 #include "layers/linear.h"
@@ -30,7 +32,9 @@ std::vector<LoraDispatchEntry> register_builtin_lora_layers() {
   // The order of PEFT's "only the following modules are supported" list.
   t.push_back(make_entry<nn::Linear, LoraLinear>("Linear"));
   t.push_back(make_entry<nn::Embedding, LoraEmbedding>("Embedding"));
+  t.push_back(make_entry<nn::Conv1d, LoraConvNd>("Conv1d"));
   t.push_back(make_entry<nn::Conv2d, LoraConv2d>("Conv2d"));
+  t.push_back(make_entry<nn::Conv3d, LoraConvNd>("Conv3d"));
   t.push_back(make_entry<nn::Conv1D, LoraConv1D>("Conv1D"));  // transformers' (GPT-2), after torch's convs
   t.push_back(make_entry<nn::MultiheadAttention, LoraMultiheadAttention>("MultiheadAttention"));
   return t;

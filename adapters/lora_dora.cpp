@@ -9,6 +9,8 @@ std::string DoraLayer::type_name() const {
     case Kind::Linear: return "lora.dora.DoraLinearLayer";
     case Kind::Embedding: return "lora.dora.DoraEmbeddingLayer";
     case Kind::Conv2d: return "lora.dora.DoraConv2dLayer";
+    case Kind::Conv1d: return "lora.dora.DoraConv1dLayer";
+    case Kind::Conv3d: return "lora.dora.DoraConv3dLayer";
   }
   return "lora.dora.DoraLayer";
 }
@@ -30,12 +32,20 @@ Tensor DoraLayer::weight_norm(const Tensor& W, const Tensor& lora_weight, double
       Tensor v = add(W.t(), mul(lora_weight, scaling));  // PEFT: fan_in_fan_out=True
       return sqrt(sum(mul(v, v), {1}));
     }
-    case Kind::Conv2d: {
-      PEFT_CHECK(W.dim() == 4 && lora_weight.shape() == W.shape(), "DoRA (Conv2d): weight ", shape_str(W.shape()),
-                 " and lora weight ", shape_str(lora_weight.shape()), " must have the same 4-D shape");
+    case Kind::Conv1d:
+    case Kind::Conv2d:
+    case Kind::Conv3d: {
+      const int64_t rank = kind_ == Kind::Conv1d ? 3 : kind_ == Kind::Conv2d ? 4 : 5;
+      PEFT_CHECK(W.dim() == rank && lora_weight.shape() == W.shape(), "DoRA (Conv", rank - 2, "d): weight ",
+                 shape_str(W.shape()), " and lora weight ", shape_str(lora_weight.shape()), " must have the same ",
+                 rank, "-D shape");
       Tensor v = add(W, mul(lora_weight, scaling));
-      // PEFT: norm over dims (1, 2, 3) with keepdim, then transpose(1, 0) → (1, out, 1, 1).
-      return sqrt(sum(mul(v, v), {1, 2, 3})).reshape({1, -1, 1, 1});
+      // PEFT: norm over every dim but 0 with keepdim, then transpose(1, 0) → (1, out, 1, ...).
+      std::vector<int64_t> dims;
+      Shape shape{1, -1};
+      for (int64_t d = 1; d < rank; ++d) dims.push_back(d);
+      for (int64_t d = 2; d < rank; ++d) shape.push_back(1);
+      return sqrt(sum(mul(v, v), dims)).reshape(shape);
     }
   }
   PEFT_ERROR("DoRA: unknown layer kind");
@@ -55,6 +65,8 @@ Tensor DoraLayer::factor_for_weight(const Tensor& factor) const {
     case Kind::Linear: return factor.reshape({-1, 1});
     case Kind::Embedding: return factor.reshape({1, -1});
     case Kind::Conv2d: return factor.reshape({-1, 1, 1, 1});
+    case Kind::Conv1d: return factor.reshape({-1, 1, 1});
+    case Kind::Conv3d: return factor.reshape({-1, 1, 1, 1, 1});
   }
   PEFT_ERROR("DoRA: unknown layer kind");
 }

@@ -16,8 +16,8 @@ class DoraLayer : public nn::Module {
  public:
   PEFT_MODULE_CLONE(DoraLayer)
   // Decides the axes of the norm and the shape of the magnitude (PEFT's DoraLinearLayer,
-  // DoraEmbeddingLayer, DoraConv2dLayer).
-  enum class Kind { Linear, Embedding, Conv2d };
+  // DoraEmbeddingLayer, DoraConv1dLayer / DoraConv2dLayer / DoraConv3dLayer).
+  enum class Kind { Linear, Embedding, Conv2d, Conv1d, Conv3d };
   explicit DoraLayer(Kind kind) : kind_(kind) {}
   std::string type_name() const override;
   Kind kind() const { return kind_; }
@@ -26,12 +26,13 @@ class DoraLayer : public nn::Module {
   //   Linear    W (out, in),           lora_weight (out, in)        → (out)          norm of each row
   //   Embedding W (num, dim),          lora_weight (dim, num)       → (dim)          norm of each row of Wᵀ
   //   Conv2d    W (out, in/g, kh, kw), lora_weight shaped like W    → (1, out, 1, 1) norm per output channel
+  //   Conv1d / Conv3d: as Conv2d with W 3-D / 5-D              → (1, out, 1) / (1, out, 1, 1, 1)
   Tensor weight_norm(const Tensor& W, const Tensor& lora_weight, double scaling) const;
   // PEFT's update_layer: the magnitude ("weight", trainable) starts at weight_norm(W, lora_weight, s).
   void init(const Tensor& W, const Tensor& lora_weight, double scaling);
   Tensor& magnitude() { return param("weight"); }
   // m / ||W + s·lora_weight|| (norm detached), shaped to broadcast over the layer output:
-  // (out) for Linear, (dim) for Embedding, (1, out, 1, 1) for Conv2d.
+  // (out) for Linear, (dim) for Embedding, (1, out, 1, ...) for a convolution.
   Tensor scale(const Tensor& W, const Tensor& lora_weight, double scaling);
 
   // Merging (Dora*Variant.merge_* / unmerge), delta = get_delta_weight (scaling included, W's shape):
@@ -41,7 +42,7 @@ class DoraLayer : public nn::Module {
   Tensor unmerged_weight(const Tensor& W_merged, const Tensor& delta);
 
  private:
-  // dora_factor shaped to scale W: (out, 1), (1, dim) or (out, 1, 1, 1).
+  // dora_factor shaped to scale W: (out, 1), (1, dim) or (out, 1, ...) for a convolution.
   Tensor factor_for_weight(const Tensor& factor) const;
   Kind kind_;
   Tensor cached_norm_;  // set by merged_weight, consumed by unmerged_weight

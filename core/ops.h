@@ -152,6 +152,17 @@ struct Conv2dOptions {
   int64_t groups = 1;
 };
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Conv2dOptions& opt = {});
+// conv1d / conv3d (core/ops_conv_nd.cpp): stride / padding / dilation hold one value per spatial
+// dimension (empty: 1 / 0 / 1; a single value: for every dimension). Both run through conv2d, so
+// they have its CPU and CUDA paths and its gradients.
+struct ConvNdOptions {
+  std::vector<int64_t> stride, padding, dilation;
+  int64_t groups = 1;
+};
+// x (N, C, L), w (O, C/groups, k) → (N, O, Lo).
+Tensor conv1d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const ConvNdOptions& opt = {});
+// x (N, C, D, H, W), w (O, C/groups, kd, kh, kw) → (N, O, Do, Ho, Wo).
+Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const ConvNdOptions& opt = {});
 struct AvgPool2dOptions {
   std::pair<int64_t, int64_t> kernel{2, 2}, stride{0, 0} /* 0: = kernel */, padding{0, 0};
   bool ceil_mode = false, count_include_pad = true;

@@ -87,7 +87,7 @@ TEST_CASE("a custom entry overrides the built-in layer and others keep theirs", 
   auto net = std::make_shared<Net>();
   CHECK_THROWS_WITH(get_peft_model(net, plain),
                     Catch::Contains("is not supported. Currently, only the following modules are supported: `Linear`, "
-                                    "`Embedding`, `Conv2d`, `Conv1D`, `MultiheadAttention`."));
+                                    "`Embedding`, `Conv1d`, `Conv2d`, `Conv3d`, `Conv1D`, `MultiheadAttention`."));
   CHECK(net->get_submodule("lstm")->type_name() == "LSTM");
 }
 

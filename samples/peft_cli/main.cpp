@@ -58,7 +58,7 @@ const char* kValidateHelp =
 const char* kMergeHelp =
     "usage: peft merge --base BASE.safetensors --adapter ADAPTER_DIR --out MERGED.safetensors [--adapter-name NAME]\n"
     "Applies a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) to a base state dict and\n"
-    "writes the merged state dict atomically. Linear, Conv2d (1x1, kxk), Embedding, DoRA, lora_bias, rslora,\n"
+    "writes the merged state dict atomically. Linear, Conv1d / Conv2d / Conv3d, Embedding, DoRA, lora_bias, rslora,\n"
     "rank/alpha patterns, fan_in_fan_out and modules_to_save are supported; grouped convolutions are refused.\n"
     "  --base FILE          the base model's state dict (\"<module>.weight\" keys)\n"
     "  --adapter DIR        the directory save_pretrained wrote\n"
@@ -328,14 +328,20 @@ int cmd_merge(const Args& a) {
                  ", lora_embedding_B ", bs, " (expected A (r, ", W.size(0), "), B (", W.dim() == 2 ? W.size(1) : -1, ", r))");
       Wm = as_mat(W).transposed();
       transposed = true;
-    } else if (W.dim() == 4) {
-      PEFT_CHECK(A.dim() == 4 && B.dim() == 4 && B.size(2) == 1 && B.size(3) == 1, prefix, "module '", mod,
-                 "': base is a Conv2d weight ", ws, " but lora_A ", as, " / lora_B ", bs, " are not Conv2d LoRA weights");
+    } else if (W.dim() >= 3 && W.dim() <= 5) {  // Conv1d / Conv2d / Conv3d: (out, in, *kernel)
+      const std::string conv = "Conv" + std::to_string(W.dim() - 2) + "d";
+      bool b_unit = B.dim() == W.dim(), a_kernel = A.dim() == W.dim();
+      for (int64_t d = 2; d < W.dim(); ++d) {
+        b_unit = b_unit && B.size(d) == 1;
+        a_kernel = a_kernel && A.size(d) == W.size(d);
+      }
+      PEFT_CHECK(A.dim() == W.dim() && b_unit, prefix, "module '", mod, "': base is a ", conv, " weight ", ws,
+                 " but lora_A ", as, " / lora_B ", bs, " are not ", conv, " LoRA weights");
       PEFT_CHECK(A.size(1) == W.size(1) && B.size(1) == A.size(0), prefix, "module '", mod,
                  "': grouped convolution (base weight ", ws, ", lora_A ", as, ", lora_B ", bs,
-                 "): merging is not supported for Conv2d layers with groups > 1");
-      PEFT_CHECK(A.size(2) == W.size(2) && A.size(3) == W.size(3) && B.size(0) == W.size(0), prefix,
-                 "shape mismatch for conv '", mod, "': base ", ws, ", lora_A ", as, ", lora_B ", bs);
+                 "): merging is not supported for ", conv, " layers with groups > 1");
+      PEFT_CHECK(a_kernel && B.size(0) == W.size(0), prefix, "shape mismatch for conv '", mod, "': base ", ws,
+                 ", lora_A ", as, ", lora_B ", bs);
       Wm = as_mat(W);
     } else {
       PEFT_CHECK(W.dim() == 2 && A.dim() == 2 && B.dim() == 2 && B.size(1) == A.size(0), prefix,

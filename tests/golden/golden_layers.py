@@ -55,6 +55,14 @@ case("layer_linear_nobias")(lambda: run_module(nn.Linear(6, 4, bias=False), torc
 case("layer_conv2d_groups2_stride2_pad1")(lambda: run_module(
     nn.Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 1), groups=2), torch.randn(2, 4, 7, 6)))
 case("layer_conv2d_1x1")(lambda: run_module(nn.Conv2d(3, 5, 1), torch.randn(2, 3, 4, 4)))
+case("layer_conv1d_k3_s2_p1")(lambda: run_module(nn.Conv1d(4, 6, 3, stride=2, padding=1), torch.randn(2, 4, 9)))
+case("layer_conv1d_groups2_dil2_nobias")(lambda: run_module(
+    nn.Conv1d(4, 6, 3, padding=2, dilation=2, groups=2, bias=False), torch.randn(2, 4, 8)))
+case("layer_conv3d_k323_s212_p101")(lambda: run_module(
+    nn.Conv3d(3, 4, (3, 2, 3), stride=(2, 1, 2), padding=(1, 0, 1)), torch.randn(2, 3, 5, 4, 6)))
+case("layer_conv3d_groups2_dil")(lambda: run_module(
+    nn.Conv3d(4, 6, 3, padding=(2, 1, 0), dilation=(2, 1, 1), groups=2), torch.randn(1, 4, 6, 5, 5)))
+case("layer_conv3d_1x1x1")(lambda: run_module(nn.Conv3d(3, 5, 1), torch.randn(2, 3, 2, 3, 3)))
 case("layer_group_norm")(lambda: run_module(randomise_(nn.GroupNorm(2, 6)), torch.randn(2, 6, 3, 4)))
 case("layer_layer_norm")(lambda: run_module(randomise_(nn.LayerNorm(5)), torch.randn(2, 3, 5)))
 case("layer_layer_norm_2dims")(lambda: run_module(randomise_(nn.LayerNorm((3, 5))), torch.randn(2, 3, 5)))
