@@ -53,12 +53,15 @@ class FakeLoraLSTM : public LoraLayer {
 
 TEST_CASE("the registered types are queryable, custom ones first", "[lora][dispatch]") {
   LoraConfig cfg;
-  CHECK(supported_lora_types(cfg) == std::vector<std::string>{"Linear", "Embedding", "Conv2d", "Conv1D", "MultiheadAttention"});
+  CHECK(supported_lora_types(cfg) == std::vector<std::string>{"Linear", "Embedding", "Conv1d", "Conv2d", "Conv3d",
+                                                              "Conv1D", "MultiheadAttention"});
   cfg.register_custom_module<nn::LSTM, FakeLoraLSTM>();
-  CHECK(supported_lora_types(cfg) == std::vector<std::string>{"LSTM", "Linear", "Embedding", "Conv2d", "Conv1D", "MultiheadAttention"});
+  CHECK(supported_lora_types(cfg) == std::vector<std::string>{"LSTM", "Linear", "Embedding", "Conv1d", "Conv2d",
+                                                              "Conv3d", "Conv1D", "MultiheadAttention"});
   cfg.register_custom_module<nn::Linear, MyLoraLinear>();
   // Overriding Linear does not list it twice.
-  CHECK(supported_lora_types(cfg) == std::vector<std::string>{"LSTM", "Linear", "Embedding", "Conv2d", "Conv1D", "MultiheadAttention"});
+  CHECK(supported_lora_types(cfg) == std::vector<std::string>{"LSTM", "Linear", "Embedding", "Conv1d", "Conv2d",
+                                                              "Conv3d", "Conv1D", "MultiheadAttention"});
   CHECK_THROWS_WITH((cfg.register_custom_module<nn::LSTM, FakeLoraLSTM>()), Catch::Contains("already registered"));
 }
 

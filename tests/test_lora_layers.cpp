@@ -474,7 +474,8 @@ TEST_CASE("lora_bias is refused for Embedding and together with DoRA", "[lora]")
 TEST_CASE("the built-in registry adapts Linear, Embedding and Conv2d, in PEFT's order", "[lora][dispatch]") {
   std::vector<std::string> types;
   for (const auto& e : builtin_lora_layers()) types.push_back(e.base_type);
-  CHECK(types == std::vector<std::string>{"Linear", "Embedding", "Conv2d", "Conv1D", "MultiheadAttention"});
+  CHECK(types == std::vector<std::string>{"Linear", "Embedding", "Conv1d", "Conv2d", "Conv3d", "Conv1D",
+                                          "MultiheadAttention"});
 
   manual_seed(19);
   SECTION("Embedding + Linear") {
